@@ -1,0 +1,24 @@
+"""Tunables, in one place, with units.  Logic lives elsewhere."""
+
+# --- audio ------------------------------------------------------------------------------------
+SAMPLE_RATE = 16000  # Hz, the rate every model sees
+AUDIO_BLOCK_SECONDS = 30.0  # s, block size when long files are read in chunks
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".aifc", ".mp3")
+
+# --- features ---------------------------------------------------------------------------------
+WIN_MS = 25.0  # ms, analysis window
+HOP_MS = 10.0  # ms, frame shift
+N_MELS = 40  # mel bands
+N_MFCC = 13  # cepstra kept
+DELTA_ORDER = 2  # 0: static only, 1: +delta, 2: +delta-delta
+DELTA_WINDOW = 2  # frames each side in the regression formula for deltas
+STACK = 3  # consecutive frames concatenated per model frame
+SUBSAMPLE = 3  # keep one stacked frame in SUBSAMPLE
+CMVN_EPS = 1e-5  # floor on the standard deviation in mean/variance normalisation
+
+# --- numerics ---------------------------------------------------------------------------------
+LOG_ZERO = -1e30  # stands for log(0) in log-space recursions; finite so no inf - inf NaNs
+
+# --- CUDA -------------------------------------------------------------------------------------
+CUDA_THREADS_PER_BLOCK = 128  # threads per block for 1-D kernels (tests patch this small)
+CUDA_TILE = 16  # tile edge of the shared-memory matrix-multiply kernel

@@ -1,0 +1,66 @@
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+def tone(seconds=1.0, sr=16000, freq=440.0, amp=0.5, seed=0):
+    """A sine tone with a little noise, float32."""
+    t = np.arange(int(round(seconds * sr))) / sr
+    rng = np.random.default_rng(seed)
+    return (amp * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def chirp(seconds=1.0, sr=16000, f0=100.0, f1=4000.0, amp=0.5):
+    t = np.arange(int(round(seconds * sr))) / sr
+    k = (f1 - f0) / seconds
+    return (amp * np.sin(2 * np.pi * (f0 * t + 0.5 * k * t * t))).astype(np.float32)
+
+
+@pytest.fixture
+def wav_factory(tmp_path):
+    def make(name, data, sr=16000, subtype=None):
+        p = tmp_path / name
+        sf.write(str(p), data, sr, subtype=subtype)
+        return str(p)
+
+    return make
+
+
+@pytest.fixture
+def bad_audio_files(tmp_path):
+    """Every kind of bad input the loader must refuse, name -> path."""
+    files = {}
+    files["missing"] = str(tmp_path / "does_not_exist.wav")
+    d = tmp_path / "a_directory.wav"
+    d.mkdir()
+    files["directory"] = str(d)
+    p = tmp_path / "empty.wav"
+    p.write_bytes(b"")
+    files["empty"] = str(p)
+    p = tmp_path / "random.wav"
+    p.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    files["random_bytes"] = str(p)
+    p = tmp_path / "notes.wav"
+    p.write_text("this is a text file, not audio\n" * 20)
+    files["text"] = str(p)
+    good = tmp_path / "good.wav"
+    sf.write(str(good), tone(0.5), 16000, subtype="PCM_16")
+    p = tmp_path / "truncated.wav"
+    p.write_bytes(good.read_bytes()[:30])
+    files["truncated_header"] = str(p)
+    p = tmp_path / "zero_samples.wav"
+    sf.write(str(p), np.zeros((0,), np.float32), 16000, subtype="PCM_16")
+    files["zero_samples"] = str(p)
+    p = tmp_path / "nan.wav"
+    y = tone(0.5)
+    y[100] = np.nan
+    sf.write(str(p), y, 16000, subtype="FLOAT")
+    files["nan"] = str(p)
+    p = tmp_path / "inf.wav"
+    y = tone(0.5)
+    y[7] = np.inf
+    sf.write(str(p), y, 16000, subtype="FLOAT")
+    files["inf"] = str(p)
+    return files
