@@ -1,0 +1,422 @@
+"""LSTM on the CPU: Numba kernels for the forward pass, streaming and backward through time.
+
+Equations (PyTorch's, gate order i, f, g, o; ``W_ih [4H, I]``, ``W_hh [4H, H]``)::
+
+    i = σ(W_ii x + b_ii + W_hi h + b_hi)     f = σ(...)     g = tanh(...)     o = σ(...)
+    c' = f ∘ c + i ∘ g                        h' = o ∘ tanh(c')
+
+Layout of the work, per layer:
+
+1. the input projection of every timestep and both directions is one BLAS GEMM
+   (``x [B·T, I] @ W_ih.T``, biases folded in);
+2. the recurrence runs in a Numba kernel, parallel over (direction × batch chunk) tasks; each task
+   owns its state and scratch buffers, so nothing races.  Per step it does one small GEMM
+   (``h @ W_hh.T``, single-threaded BLAS) and one fused, vectorized gate loop.  The reverse
+   direction walks each sequence from its own last valid frame, so padding never leaks anywhere;
+3. backward through time mirrors it: the kernel only carries ``dh``/``dc`` through the recurrence
+   (one ``dgates @ W_hh`` per step); every weight gradient is then one GEMM over all timesteps.
+
+Public functions validate; the ``_``-prefixed kernels trust their inputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .errors import ParameterError
+from .gates import compile_gates
+from .linalg import matmul, matmul_tn, prepare_blas
+
+__all__ = ["lstm_forward", "lstm_backward", "LSTMCache", "check_weights"]
+
+_FASTMATH = {"nsz", "arcp", "contract", "reassoc"}  # no nnan/ninf: huge inputs must stay exact
+_JIT = dict(cache=True, fastmath=_FASTMATH, error_model="numpy")  # numpy model: no divide checks, so loops vectorize
+_exp, _sigmoid, _tanh = compile_gates(njit(inline="always", **_JIT))
+
+
+def _n_chunks(D: int, B: int) -> int:
+    threads = numba.get_num_threads()
+    return max(1, min(B, -(-threads // D)))
+
+
+# ------------------------------------------------------------------------------------------------
+# kernels
+# ------------------------------------------------------------------------------------------------
+@njit(parallel=True, **_JIT)
+def _forward_layer(gx, whh_t, lengths, h0, c0, y, hn, cn, gates_s, cells_s, n_chunks):
+    """One layer, all directions.  gx [B,T,D*4H] (projected input + biases), whh_t [D,H,4H],
+    h0/c0 [D,B,H]; writes y [B,T,D*H], hn/cn [D,B,H]; saves activated gates [D,B,T,4H] and cells
+    [D,B,T,H] when those arrays are non-empty (training)."""
+    D = whh_t.shape[0]
+    B, T = gx.shape[0], gx.shape[1]
+    G = gx.shape[2] // D
+    H = G // 4
+    save = gates_s.shape[0] > 0
+    for task in prange(D * n_chunks):
+        d = task // n_chunks
+        k = task % n_chunks
+        b0 = k * B // n_chunks
+        b1 = (k + 1) * B // n_chunks
+        nb = b1 - b0
+        if nb == 0:
+            continue
+        h = np.empty((nb, H), gx.dtype)
+        c = np.empty((nb, H), gx.dtype)
+        acc = np.empty((nb, G), gx.dtype)
+        tmax = 0
+        for bi in range(nb):
+            tmax = max(tmax, lengths[b0 + bi])
+            for j in range(H):
+                h[bi, j] = h0[d, b0 + bi, j]
+                c[bi, j] = c0[d, b0 + bi, j]
+        w = whh_t[d]
+        off = d * H
+        for s in range(tmax):
+            np.dot(h, w, acc)
+            for bi in range(nb):
+                b = b0 + bi
+                L = lengths[b]
+                if s >= L:
+                    continue
+                t = s if d == 0 else L - 1 - s
+                a = acc[bi]
+                g = gx[b, t, d * G : (d + 1) * G]
+                hb = h[bi]
+                cb = c[bi]
+                yb = y[b, t]
+                for j in range(H):
+                    ig = _sigmoid(a[j] + g[j])
+                    fg = _sigmoid(a[H + j] + g[H + j])
+                    gg = _tanh(a[2 * H + j] + g[2 * H + j])
+                    og = _sigmoid(a[3 * H + j] + g[3 * H + j])
+                    cc = fg * cb[j] + ig * gg
+                    hh = og * _tanh(cc)
+                    cb[j] = cc
+                    hb[j] = hh
+                    yb[off + j] = hh
+                if save:
+                    gs = gates_s[d, b, t]
+                    cs = cells_s[d, b, t]
+                    for j in range(H):
+                        cs[j] = cb[j]
+                        gs[j] = _sigmoid(a[j] + g[j])
+                        gs[H + j] = _sigmoid(a[H + j] + g[H + j])
+                        gs[2 * H + j] = _tanh(a[2 * H + j] + g[2 * H + j])
+                        gs[3 * H + j] = _sigmoid(a[3 * H + j] + g[3 * H + j])
+        for bi in range(nb):
+            for j in range(H):
+                hn[d, b0 + bi, j] = h[bi, j]
+                cn[d, b0 + bi, j] = c[bi, j]
+
+
+@njit(parallel=True, **_JIT)
+def _backward_layer(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, dh0, dc0, n_chunks):
+    """Backward through time of one layer.  whh [D,4H,H]; dy [B,T,D*H]; dhn/dcn [D,B,H].
+    Writes gate pre-activation gradients dg [D,B,T,4H] (zero at padding) and dh0/dc0 [D,B,H]."""
+    D, B, T, G = gates_s.shape
+    H = G // 4
+    for task in prange(D * n_chunks):
+        d = task // n_chunks
+        k = task % n_chunks
+        b0 = k * B // n_chunks
+        b1 = (k + 1) * B // n_chunks
+        nb = b1 - b0
+        if nb == 0:
+            continue
+        dh = np.empty((nb, H), gates_s.dtype)
+        dc = np.empty((nb, H), gates_s.dtype)
+        dgt = np.zeros((nb, G), gates_s.dtype)
+        dhp = np.empty((nb, H), gates_s.dtype)
+        tmax = 0
+        for bi in range(nb):
+            tmax = max(tmax, lengths[b0 + bi])
+            for j in range(H):
+                dh[bi, j] = dhn[d, b0 + bi, j]
+                dc[bi, j] = dcn[d, b0 + bi, j]
+        w = whh[d]
+        off = d * H
+        for s in range(tmax - 1, -1, -1):
+            for bi in range(nb):
+                b = b0 + bi
+                L = lengths[b]
+                row = dgt[bi]
+                if s >= L:
+                    for j in range(G):
+                        row[j] = 0.0
+                    continue
+                t = s if d == 0 else L - 1 - s
+                tp = t - 1 if d == 0 else t + 1
+                gs = gates_s[d, b, t]
+                cs = cells_s[d, b, t]
+                cprev = c0[d, b] if s == 0 else cells_s[d, b, tp]
+                dyb = dy[b, t]
+                dhb = dh[bi]
+                dcb = dc[bi]
+                out = dg[d, b, t]
+                for j in range(H):
+                    ig = gs[j]
+                    fg = gs[H + j]
+                    gg = gs[2 * H + j]
+                    og = gs[3 * H + j]
+                    tc = _tanh(cs[j])
+                    dhj = dhb[j] + dyb[off + j]
+                    dcc = dcb[j] + dhj * og * (1.0 - tc * tc)
+                    row[j] = dcc * gg * ig * (1.0 - ig)
+                    row[H + j] = dcc * cprev[j] * fg * (1.0 - fg)
+                    row[2 * H + j] = dcc * ig * (1.0 - gg * gg)
+                    row[3 * H + j] = dhj * tc * og * (1.0 - og)
+                    dcb[j] = dcc * fg
+                for j in range(G):
+                    out[j] = row[j]
+            np.dot(dgt, w, dhp)
+            for bi in range(nb):
+                if s < lengths[b0 + bi]:
+                    for j in range(H):
+                        dh[bi, j] = dhp[bi, j]
+        for bi in range(nb):
+            for j in range(H):
+                dh0[d, b0 + bi, j] = dh[bi, j]
+                dc0[d, b0 + bi, j] = dc[bi, j]
+
+
+@njit(parallel=True, cache=True)
+def _previous_h(y, h0, lengths, d, H, out):
+    """h_{t-1} seen by step t of direction d: out [B,T,H] (h0 at each sequence's first step)."""
+    B, T = y.shape[0], y.shape[1]
+    for b in prange(B):
+        L = lengths[b]
+        for t in range(L):
+            first = (t == 0) if d == 0 else (t == L - 1)
+            tp = t - 1 if d == 0 else t + 1
+            for j in range(H):
+                out[b, t, j] = h0[d, b, j] if first else y[b, tp, d * H + j]
+        for t in range(L, T):
+            for j in range(H):
+                out[b, t, j] = 0.0
+
+
+# ------------------------------------------------------------------------------------------------
+# public API
+# ------------------------------------------------------------------------------------------------
+Weights = Sequence[Sequence[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]
+
+
+@dataclass
+class LSTMCache:
+    """What the forward pass keeps for backward (one entry per layer)."""
+
+    inputs: List[np.ndarray]  # layer inputs [B,T,I_l]
+    gates: List[np.ndarray]  # activated gates [D,B,T,4H]
+    cells: List[np.ndarray]  # cell states [D,B,T,H]
+    outputs: List[np.ndarray]  # layer outputs [B,T,D*H]
+    h0: np.ndarray  # [L*D,B,H]
+    c0: np.ndarray
+    lengths: np.ndarray  # [B] int64
+    weights: Weights
+    bidirectional: bool
+
+
+def check_weights(weights, *, input_size: Optional[int] = None, dtype=np.float32):
+    """Validate and normalise LSTM weights: returns (weights as C-contiguous ``dtype`` arrays,
+    num_layers, num_directions, hidden_size, input_size).
+
+    ``weights[l][d] = (w_ih [4H, I_l], w_hh [4H, H], b_ih [4H], b_hh [4H])`` in PyTorch's layout.
+    """
+    if not isinstance(weights, (list, tuple)) or not weights:
+        raise ParameterError(f"weights must be a non-empty list of layers, got {type(weights).__name__}")
+    D = len(weights[0])
+    if D not in (1, 2):
+        raise ParameterError(f"each layer needs 1 or 2 directions of weights, got {D}")
+    H = None
+    out = []
+    for l, layer in enumerate(weights):
+        if len(layer) != D:
+            raise ParameterError(f"layer {l} has {len(layer)} directions, layer 0 has {D}")
+        dirs = []
+        for d, tensors in enumerate(layer):
+            if len(tensors) != 4:
+                raise ParameterError(f"layer {l} direction {d}: need (w_ih, w_hh, b_ih, b_hh)")
+            w_ih, w_hh, b_ih, b_hh = (np.ascontiguousarray(a, dtype=dtype) for a in tensors)
+            if w_hh.ndim != 2 or w_hh.shape[0] != 4 * w_hh.shape[1]:
+                raise ParameterError(f"layer {l} direction {d}: w_hh must be [4H, H], got {w_hh.shape}")
+            H = H or w_hh.shape[1]
+            if w_hh.shape[1] != H:
+                raise ParameterError(f"layer {l} direction {d}: hidden size {w_hh.shape[1]} != {H}")
+            expect_i = (input_size if l == 0 else D * H)
+            if w_ih.ndim != 2 or w_ih.shape[0] != 4 * H or (expect_i is not None and w_ih.shape[1] != expect_i):
+                raise ParameterError(
+                    f"layer {l} direction {d}: w_ih must be [{4 * H}, {expect_i}], got {w_ih.shape}")
+            for name, b in (("b_ih", b_ih), ("b_hh", b_hh)):
+                if b.shape != (4 * H,):
+                    raise ParameterError(f"layer {l} direction {d}: {name} must be [{4 * H}], got {b.shape}")
+            dirs.append((w_ih, w_hh, b_ih, b_hh))
+        out.append(dirs)
+    return out, len(out), D, H, out[0][0][0].shape[1]
+
+
+def _check_lengths(lengths, B: int, T: int) -> np.ndarray:
+    if lengths is None:
+        return np.full(B, T, np.int64)
+    lens = np.asarray(lengths)
+    if lens.shape != (B,) or not np.issubdtype(lens.dtype, np.integer):
+        raise ParameterError(f"lengths must be {B} integers, got {lens.dtype} array of shape {lens.shape}")
+    if lens.size and (lens.min() < 0 or lens.max() > T):
+        raise ParameterError(f"lengths must lie in [0, T={T}], got min {lens.min()} max {lens.max()}")
+    return lens.astype(np.int64)
+
+
+def _check_state(a, shape, dtype, name):
+    if a is None:
+        return np.zeros(shape, dtype)
+    a = np.asarray(a)
+    if a.shape != shape:
+        raise ParameterError(f"{name} must have shape {shape}, got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ParameterError(f"{name} contains NaN or infinite values")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _project(x2d: np.ndarray, w_ih: np.ndarray, bias: np.ndarray, out2d: np.ndarray) -> None:
+    matmul(x2d, w_ih.T, out=out2d)
+    out2d += bias
+
+
+def lstm_forward(
+    x: np.ndarray,
+    weights: Weights,
+    *,
+    lengths=None,
+    h0=None,
+    c0=None,
+    training: bool = False,
+):
+    """Multi-layer, uni- or bidirectional LSTM over a padded batch.
+
+    Parameters
+    ----------
+    x : np.ndarray [shape=(B, T, I)], float32 or float64
+        padded input; frames at or past ``lengths[b]`` are ignored.
+    weights : list over layers of list over directions of (w_ih, w_hh, b_ih, b_hh)
+        PyTorch layout (see :func:`check_weights`); two directions means bidirectional.
+    lengths : np.ndarray [shape=(B,)] int or None
+        valid frames per sequence (default: all ``T``).
+    h0, c0 : np.ndarray [shape=(L*D, B, H)] or None
+        initial states (default zeros), index ``l*D + d`` as in PyTorch.
+    training : bool
+        keep what :func:`lstm_backward` needs.
+
+    Returns
+    -------
+    y : np.ndarray [shape=(B, T, D*H)]
+        top-layer outputs, forward half then backward half; zero at padded frames.
+    (h_n, c_n) : np.ndarray [shape=(L*D, B, H)] each
+        states after each sequence's last valid frame (for the reverse direction: after frame 0).
+    cache : LSTMCache or None
+    """
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ParameterError(f"x must be [B, T, I], got shape {x.shape}")
+    if x.dtype not in (np.float32, np.float64):
+        raise ParameterError(f"x must be float32 or float64, got {x.dtype}")
+    if not np.all(np.isfinite(x)):
+        raise ParameterError("x contains NaN or infinite values")
+    dtype = x.dtype
+    B, T, I = x.shape
+    weights, L, D, H, _ = check_weights(weights, input_size=I, dtype=dtype)
+    lens = _check_lengths(lengths, B, T)
+    h0 = _check_state(h0, (L * D, B, H), dtype, "h0")
+    c0 = _check_state(c0, (L * D, B, H), dtype, "c0")
+    prepare_blas()
+    n_chunks = _n_chunks(D, B)
+    hn = np.empty((L * D, B, H), dtype)
+    cn = np.empty((L * D, B, H), dtype)
+    cache = LSTMCache([], [], [], [], h0, c0, lens, weights, D == 2) if training else None
+    inp = np.ascontiguousarray(x)
+    empty = np.zeros((0, 0, 0, 0), dtype)
+    for l in range(L):
+        # one GEMM projects every timestep for both directions: [B*T, I] @ [I, D*4H]
+        w_cat = np.concatenate([weights[l][d][0] for d in range(D)]) if D > 1 else weights[l][0][0]
+        bias = np.concatenate([weights[l][d][2] + weights[l][d][3] for d in range(D)])
+        gx = np.empty((B, T, D * 4 * H), dtype)
+        _project(inp.reshape(B * T, -1), w_cat, bias, gx.reshape(B * T, D * 4 * H))
+        whh_t = np.ascontiguousarray(np.stack([weights[l][d][1].T for d in range(D)]))
+        y = np.zeros((B, T, D * H), dtype)
+        gates = np.empty((D, B, T, 4 * H), dtype) if training else empty
+        cells = np.empty((D, B, T, H), dtype) if training else empty
+        sl = slice(l * D, (l + 1) * D)
+        _forward_layer(gx, whh_t, lens, h0[sl], c0[sl], y, hn[sl], cn[sl], gates, cells, n_chunks)
+        if training:
+            cache.inputs.append(inp)
+            cache.gates.append(gates)
+            cache.cells.append(cells)
+            cache.outputs.append(y)
+        inp = y
+    return inp, (hn, cn), cache
+
+
+def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn=None):
+    """Backward through time.
+
+    Parameters
+    ----------
+    grad_y : np.ndarray [shape=(B, T, D*H)]
+        gradient of the loss with respect to the top-layer outputs (ignored at padding).
+    cache : LSTMCache
+        from ``lstm_forward(..., training=True)``.
+    grad_hn, grad_cn : np.ndarray [shape=(L*D, B, H)] or None
+        gradients with respect to the final states.
+
+    Returns
+    -------
+    grad_x : np.ndarray [shape=(B, T, I)]
+    grad_weights : same nesting as ``weights``: (dw_ih, dw_hh, db_ih, db_hh)
+    (grad_h0, grad_c0) : np.ndarray [shape=(L*D, B, H)] each
+    """
+    if cache is None:
+        raise ParameterError("lstm_backward needs the cache of lstm_forward(..., training=True)")
+    top = cache.outputs[-1]
+    dtype = top.dtype
+    grad_y = np.asarray(grad_y)
+    if grad_y.shape != top.shape:
+        raise ParameterError(f"grad_y must have shape {top.shape}, got {grad_y.shape}")
+    B, T, _ = top.shape
+    L = len(cache.gates)
+    D = 2 if cache.bidirectional else 1
+    H = cache.cells[0].shape[-1]
+    dhn = _check_state(grad_hn, (L * D, B, H), dtype, "grad_hn")
+    dcn = _check_state(grad_cn, (L * D, B, H), dtype, "grad_cn")
+    prepare_blas()
+    n_chunks = _n_chunks(D, B)
+    lens = cache.lengths
+    dh0 = np.empty((L * D, B, H), dtype)
+    dc0 = np.empty((L * D, B, H), dtype)
+    grads = [None] * L
+    dy = np.ascontiguousarray(grad_y, dtype=dtype)
+    for l in range(L - 1, -1, -1):
+        sl = slice(l * D, (l + 1) * D)
+        whh = np.ascontiguousarray(np.stack([cache.weights[l][d][1] for d in range(D)]))
+        dg = np.zeros((D, B, T, 4 * H), dtype)
+        _backward_layer(cache.gates[l], cache.cells[l], cache.c0[sl], whh, lens, dy, dhn[sl], dcn[sl],
+                        dg, dh0[sl], dc0[sl], n_chunks)
+        inp = cache.inputs[l]
+        I = inp.shape[2]
+        x2d = inp.reshape(B * T, I)
+        dx = np.zeros((B * T, I), dtype)
+        hprev = np.empty((B, T, H), dtype)
+        layer_grads = []
+        for d in range(D):
+            w_ih = cache.weights[l][d][0]
+            dg2d = dg[d].reshape(B * T, 4 * H)
+            _previous_h(cache.outputs[l], cache.h0[sl], lens, d, H, hprev)
+            dw_ih = matmul_tn(dg2d, x2d)
+            dw_hh = matmul_tn(dg2d, hprev.reshape(B * T, H))
+            db = dg2d.sum(axis=0)
+            dx += matmul(dg2d, w_ih)
+            layer_grads.append((dw_ih, dw_hh, db, db.copy()))
+        grads[l] = layer_grads
+        dy = dx.reshape(B, T, I)
+    return dy, grads, (dh0, dc0)

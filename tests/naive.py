@@ -1,0 +1,156 @@
+"""Slow, obviously-correct NumPy references: every fast kernel is tested against these.
+
+One timestep, one sequence, one unit of work at a time; float64 throughout; no cleverness.
+"""
+import numpy as np
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# ---------------------------------------------------------------- LSTM ---------------------------
+def lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """One step, PyTorch gate order (i, f, g, o). Returns h', c', and the activated gates."""
+    H = h.shape[0]
+    z = w_ih @ x + b_ih + w_hh @ h + b_hh
+    i, f, g, o = sigmoid(z[:H]), sigmoid(z[H:2 * H]), np.tanh(z[2 * H:3 * H]), sigmoid(z[3 * H:])
+    c2 = f * c + i * g
+    return o * np.tanh(c2), c2, (i, f, g, o)
+
+
+def lstm_forward(x, weights, lengths=None, h0=None, c0=None):
+    """x [B,T,I]; weights[l][d] = (w_ih, w_hh, b_ih, b_hh). Returns y [B,T,D*H], h_n, c_n."""
+    x = np.asarray(x, np.float64)
+    B, T, _ = x.shape
+    L, D = len(weights), len(weights[0])
+    H = weights[0][0][1].shape[1]
+    lengths = np.full(B, T) if lengths is None else np.asarray(lengths)
+    h0 = np.zeros((L * D, B, H)) if h0 is None else np.asarray(h0, np.float64)
+    c0 = np.zeros((L * D, B, H)) if c0 is None else np.asarray(c0, np.float64)
+    hn, cn = np.zeros((L * D, B, H)), np.zeros((L * D, B, H))
+    inp = x
+    for l in range(L):
+        out = np.zeros((B, T, D * H))
+        for d in range(D):
+            w = [np.asarray(a, np.float64) for a in weights[l][d]]
+            for b in range(B):
+                h, c = h0[l * D + d, b].copy(), c0[l * D + d, b].copy()
+                steps = range(lengths[b]) if d == 0 else range(lengths[b] - 1, -1, -1)
+                for t in steps:
+                    h, c, _ = lstm_cell(inp[b, t], h, c, *w)
+                    out[b, t, d * H:(d + 1) * H] = h
+                hn[l * D + d, b], cn[l * D + d, b] = h, c
+        inp = out
+    return inp, hn, cn
+
+
+def lstm_backward(x, weights, grad_y, lengths=None, h0=None, c0=None, grad_hn=None, grad_cn=None):
+    """Backward through time, one sequence and one step at a time.
+
+    Returns grad_x, grads[l][d] = (dw_ih, dw_hh, db_ih, db_hh), grad_h0, grad_c0.
+    """
+    x = np.asarray(x, np.float64)
+    B, T, _ = x.shape
+    L, D = len(weights), len(weights[0])
+    H = weights[0][0][1].shape[1]
+    lengths = np.full(B, T) if lengths is None else np.asarray(lengths)
+    h0 = np.zeros((L * D, B, H)) if h0 is None else np.asarray(h0, np.float64)
+    c0 = np.zeros((L * D, B, H)) if c0 is None else np.asarray(c0, np.float64)
+    ghn = np.zeros((L * D, B, H)) if grad_hn is None else np.asarray(grad_hn, np.float64)
+    gcn = np.zeros((L * D, B, H)) if grad_cn is None else np.asarray(grad_cn, np.float64)
+    # forward again, recording every layer's input and every step's states
+    inputs, records = [], []
+    inp = x
+    for l in range(L):
+        inputs.append(inp)
+        out = np.zeros((B, T, D * H))
+        rec = {}
+        for d in range(D):
+            w = [np.asarray(a, np.float64) for a in weights[l][d]]
+            for b in range(B):
+                h, c = h0[l * D + d, b].copy(), c0[l * D + d, b].copy()
+                steps = list(range(lengths[b])) if d == 0 else list(range(lengths[b] - 1, -1, -1))
+                seq = []
+                for t in steps:
+                    h2, c2, gates = lstm_cell(inp[b, t], h, c, *w)
+                    seq.append((t, h, c, h2, c2, gates))
+                    h, c = h2, c2
+                    out[b, t, d * H:(d + 1) * H] = h
+                rec[d, b] = seq
+        records.append(rec)
+        inp = out
+    gy = np.asarray(grad_y, np.float64).copy()
+    grads = [[None] * D for _ in range(L)]
+    gh0, gc0 = np.zeros((L * D, B, H)), np.zeros((L * D, B, H))
+    for l in range(L - 1, -1, -1):
+        gx = np.zeros_like(inputs[l])
+        for d in range(D):
+            w_ih, w_hh = (np.asarray(a, np.float64) for a in weights[l][d][:2])
+            dw_ih, dw_hh, db = np.zeros_like(w_ih), np.zeros_like(w_hh), np.zeros(4 * H)
+            for b in range(B):
+                dh, dc = ghn[l * D + d, b].copy(), gcn[l * D + d, b].copy()
+                for t, h_prev, c_prev, h2, c2, (i, f, g, o) in reversed(records[l][d, b]):
+                    dh = dh + gy[b, t, d * H:(d + 1) * H]
+                    tc = np.tanh(c2)
+                    do = dh * tc
+                    dc = dc + dh * o * (1 - tc ** 2)
+                    di, df, dg = dc * g, dc * c_prev, dc * i
+                    dz = np.concatenate([di * i * (1 - i), df * f * (1 - f), dg * (1 - g ** 2), do * o * (1 - o)])
+                    dw_ih += np.outer(dz, inputs[l][b, t])
+                    dw_hh += np.outer(dz, h_prev)
+                    db += dz
+                    gx[b, t] += w_ih.T @ dz
+                    dh = w_hh.T @ dz
+                    dc = dc * f
+                gh0[l * D + d, b], gc0[l * D + d, b] = dh, dc
+            grads[l][d] = (dw_ih, dw_hh, db, db.copy())
+        gy = gx
+    return gy, grads, gh0, gc0
+
+
+# ---------------------------------------------------------------- dense & softmax ----------------
+def dense_forward(x, w, b):
+    """x [..., I], w [O, I], b [O] -> [..., O]"""
+    return np.asarray(x, np.float64) @ np.asarray(w, np.float64).T + b
+
+
+def dense_backward(x, w, grad_out):
+    """Returns grad_x, grad_w, grad_b for y = x w^T + b."""
+    x2 = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
+    g2 = np.asarray(grad_out, np.float64).reshape(-1, grad_out.shape[-1])
+    return (g2 @ w).reshape(x.shape), g2.T @ x2, g2.sum(0)
+
+
+def log_softmax(z):
+    """Row-wise log-softmax, one row at a time."""
+    z = np.asarray(z, np.float64)
+    flat = z.reshape(-1, z.shape[-1])
+    out = np.empty_like(flat)
+    for r in range(flat.shape[0]):
+        m = flat[r].max()
+        out[r] = flat[r] - m - np.log(np.sum(np.exp(flat[r] - m)))
+    return out.reshape(z.shape)
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean cross-entropy over rows and its gradient w.r.t. the logits."""
+    lp = log_softmax(logits)
+    n = lp.shape[0]
+    loss = -np.mean([lp[r, labels[r]] for r in range(n)])
+    grad = np.exp(lp)
+    for r in range(n):
+        grad[r, labels[r]] -= 1.0
+    return loss, grad / n
+
+
+def random_lstm_weights(rng, input_size, hidden, layers, bidirectional, scale=None, dtype=np.float64):
+    D = 2 if bidirectional else 1
+    k = scale if scale is not None else 1.0 / np.sqrt(hidden)
+    out = []
+    for l in range(layers):
+        I = input_size if l == 0 else D * hidden
+        out.append([tuple(rng.uniform(-k, k, s).astype(dtype) for s in
+                          [(4 * hidden, I), (4 * hidden, hidden), (4 * hidden,), (4 * hidden,)])
+                    for _ in range(D)])
+    return out
