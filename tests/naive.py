@@ -154,3 +154,26 @@ def random_lstm_weights(rng, input_size, hidden, layers, bidirectional, scale=No
                           [(4 * hidden, I), (4 * hidden, hidden), (4 * hidden,), (4 * hidden,)])
                     for _ in range(D)])
     return out
+
+
+# ---------------------------------------------------------------- CTC ----------------------------
+def ctc_collapse(path, blank=0):
+    out, prev = [], None
+    for p in path:
+        if p != prev and p != blank:
+            out.append(p)
+        prev = p
+    return out
+
+
+def ctc_loss_bruteforce(logits, target, blank=0):
+    """-log of the summed probability of every length-T path that collapses to ``target``."""
+    import itertools
+
+    lp = log_softmax(logits)
+    T, C = lp.shape
+    total = 0.0
+    for path in itertools.product(range(C), repeat=T):
+        if ctc_collapse(path, blank) == list(target):
+            total += np.exp(sum(lp[t, path[t]] for t in range(T)))
+    return -np.log(total) if total > 0 else np.inf
