@@ -1,0 +1,159 @@
+"""Rebuild the shipped default model ``speechlstm/models/commands.npz`` reproducibly.
+
+    python pipelines/build_default_model.py --data ../shared/data --work runs/default
+
+Stages (each a library call): synthesize speech → build manifests (speaker-disjoint splits) →
+train (features cached) → evaluate on held-out speakers → export into the package.
+
+Splits
+------
+* Speech Commands v0.02 (``speech_commands_v2_half``): speakers split by a salted hash
+  (:func:`speechlstm.data.split_by_speaker`): 25 % test, 10 % dev, 65 % train.
+* FSDD: speaker ``george`` is held out for test; the other three train (their takes 45–49 are dev).
+* ``speech_commands_sample`` (v0.01, speakers disjoint from v0.02): test only.
+* Synthetic: training voices never use the espeak-ng accents ``en-029`` and ``en-us-nyc`` nor the
+  flite voice ``rms``; the synthetic test set uses only those.
+"""
+import json
+import os
+import shutil
+import time
+
+import click
+import numpy as np
+
+from speechlstm.data import (SPEECH_COMMANDS_WORDS, read_fsdd, read_speech_commands, split_by_speaker,
+                             write_manifest)
+from speechlstm.synth import ESPEAK_ACCENTS, FLITE_VOICES, espeak_variants, synthesize, voice_pool
+
+HELD_OUT_ACCENTS = ["en-029", "en-us-nyc"]
+HELD_OUT_FLITE = ["rms"]
+FSDD_TEST_SPEAKER = "george"
+EXCLUDED_VARIANTS = {"whisper", "whisperf", "Demonic", "UniRobot", "anikaRobot", "croak"}
+DIGITS = "zero one two three four five six seven eight nine".split()
+
+
+def command_sequences(rng, n, max_words=6):
+    """Random word sequences of 2..max_words words; 40 % are digit strings."""
+    out = []
+    for _ in range(n):
+        k = int(rng.integers(2, max_words + 1))
+        pool = DIGITS if rng.random() < 0.4 else SPEECH_COMMANDS_WORDS
+        out.append(" ".join(str(w) for w in rng.choice(pool, k)))
+    return out
+
+
+def synthetic_sets(work, seed, n_single_per_word, n_sequences, n_test, workers):
+    rng = np.random.default_rng(seed)
+    variants = [v for v in espeak_variants() if v not in EXCLUDED_VARIANTS]
+    train_voices = voice_pool(rng, 400, espeak_accents=[a for a in ESPEAK_ACCENTS if a not in HELD_OUT_ACCENTS],
+                              espeak_variant_names=variants,
+                              flite_names=[v for v in FLITE_VOICES if v not in HELD_OUT_FLITE])
+    test_voices = voice_pool(rng, 60, espeak_accents=HELD_OUT_ACCENTS, espeak_variant_names=variants,
+                             flite_names=HELD_OUT_FLITE)
+    texts = [w for w in SPEECH_COMMANDS_WORDS for _ in range(n_single_per_word)] + command_sequences(rng, n_sequences)
+    train = synthesize(texts, os.path.join(work, "synth"), voices=train_voices, seed=seed, workers=workers)
+    test_texts = command_sequences(np.random.default_rng(seed + 1), n_test)
+    test = synthesize(test_texts, os.path.join(work, "synth_test"), voices=test_voices, seed=seed + 1,
+                      workers=workers)
+    return train, test
+
+
+def noise_clips(work, rows, seed, n=150):
+    """Noise-only clips with empty transcripts (white/pink at random levels), as silence examples."""
+    import soundfile as sf
+
+    from speechlstm.augment import pink_noise, white_noise
+
+    d = os.path.join(work, "noise_only")
+    os.makedirs(d, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        y = (pink_noise if i % 2 else white_noise)(16000, rng) * float(10 ** rng.uniform(-3.5, -1))
+        p = os.path.join(d, f"noise_{i:04d}.wav")
+        sf.write(p, np.clip(y, -1, 1), 16000, subtype="PCM_16")
+        out.append({"path": p, "text": "", "speaker": f"noise-{i}", "duration": 1.0})
+    return out
+
+
+@click.command()
+@click.option("--data", "data_root", default="../shared/data", show_default=True, help="Folder with the corpora.")
+@click.option("--work", default="runs/default", show_default=True, help="Working folder (synthesis, cache, runs).")
+@click.option("--epochs", default=40, show_default=True)
+@click.option("--hidden", default=128, show_default=True)
+@click.option("--layers", default=2, show_default=True)
+@click.option("--unidirectional", is_flag=True, help="Train the streaming (unidirectional, global CMVN) variant.")
+@click.option("--singles", default=60, show_default=True, help="Synthetic renders per vocabulary word.")
+@click.option("--sequences", default=3000, show_default=True, help="Synthetic word sequences.")
+@click.option("--copies", default=1, show_default=True, help="Augmented copies per clip.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--workers", default=2, show_default=True)
+@click.option("--export", "export_name", default="commands", show_default=True,
+              help="Name under speechlstm/models/ ('' to skip exporting).")
+def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, seed, workers,
+         export_name):
+    from speechlstm.train import TrainConfig, Trainer
+
+    t_start = time.time()
+    os.makedirs(work, exist_ok=True)
+    # 1. synthesis
+    syn_train, syn_test = synthetic_sets(work, seed, singles, sequences, 300, workers)
+    # 2. manifests
+    sc = split_by_speaker(read_speech_commands(os.path.join(data_root, "speech_commands_v2_half")), test=0.25, dev=0.10)
+    fsdd = read_fsdd(os.path.join(data_root, "fsdd"))
+    fsdd_test = [r for r in fsdd if r["speaker"] == FSDD_TEST_SPEAKER]
+    fsdd_dev = [r for r in fsdd if r["speaker"] != FSDD_TEST_SPEAKER and int(os.path.basename(r["path"])[:-4].split("_")[2]) >= 45]
+    fsdd_train = [r for r in fsdd if r["speaker"] != FSDD_TEST_SPEAKER and r not in fsdd_dev]
+    noise_only = noise_clips(work, None, seed)
+    sample = read_speech_commands(os.path.join(data_root, "speech_commands_sample"))
+    m = {}
+    rng = np.random.default_rng(seed)
+    dev_idx = set(rng.choice(len(syn_train), min(200, len(syn_train) // 10), replace=False).tolist())
+    syn_dev = [r for i, r in enumerate(syn_train) if i in dev_idx]
+    syn_train = [r for i, r in enumerate(syn_train) if i not in dev_idx]
+    m["train"] = write_manifest(syn_train + sc["train"] + fsdd_train + noise_only, os.path.join(work, "train.jsonl"))
+    m["dev"] = write_manifest(sc["dev"] + fsdd_dev + syn_dev, os.path.join(work, "dev.jsonl"))
+    m["test_sc"] = write_manifest(sc["test"], os.path.join(work, "test_sc_v2.jsonl"))
+    m["test_sample"] = write_manifest(sample, os.path.join(work, "test_sc_sample.jsonl"))
+    m["test_fsdd"] = write_manifest(fsdd_test, os.path.join(work, "test_fsdd.jsonl"))
+    m["test_synth"] = write_manifest(syn_test, os.path.join(work, "test_synth.jsonl"))
+    noise_dir = os.path.join(work, "bg_noise")
+    os.makedirs(noise_dir, exist_ok=True)
+    for r in sc["train"]:
+        if r.get("label") == "_silence_":
+            dst = os.path.join(noise_dir, os.path.basename(r["path"]))
+            if not os.path.exists(dst):
+                shutil.copy(r["path"], dst)
+    print(json.dumps({k: sum(1 for _ in open(v)) for k, v in m.items()}))
+    # 3. training
+    run_dir = os.path.join(work, "uni" if unidirectional else "bi")
+    cfg = TrainConfig(train=[m["train"]], dev=[m["dev"]], out_dir=run_dir, cache_dir=os.path.join(work, "cache"),
+                      noise=[noise_dir], augment_copies=copies, hidden_size=hidden, num_layers=layers,
+                      bidirectional=not unidirectional, epochs=epochs, seed=seed, workers=workers,
+                      features={"cmvn": "global" if unidirectional else "utterance"},
+                      vocabulary=list(SPEECH_COMMANDS_WORDS), patience=6,
+                      name="commands-stream" if unidirectional else "commands")
+    state = Trainer(cfg).run(resume=True)
+    train_seconds = time.time() - t_start
+    # 4. evaluation on held-out speakers
+    from speechlstm.evaluate import evaluate_model_suite
+
+    metrics = evaluate_model_suite(os.path.join(run_dir, "model.npz"), m, os.path.join(run_dir, "eval"))
+    metrics["build_wall_seconds"] = round(time.time() - t_start, 1)
+    metrics["train_wall_seconds"] = round(train_seconds, 1)
+    print(json.dumps(metrics, indent=2))
+    # 5. export
+    if export_name:
+        from speechlstm.model import MODELS_DIR, load_model
+
+        model = load_model(os.path.join(run_dir, "model.npz"))
+        model.meta["metrics"] = metrics
+        model.meta["name"] = export_name
+        os.makedirs(MODELS_DIR, exist_ok=True)
+        out = model.save(os.path.join(MODELS_DIR, f"{export_name}.npz"), metrics=metrics, name=export_name)
+        print(f"exported {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Data augmentation, deterministic for a seed (every function takes a ``np.random.Generator``).
+
+Waveform (float32 mono at ``sr``): additive noise at a random SNR (white, pink, or recorded
+background clips), gain, speed perturbation, telephone band-limiting, room reverberation.
+Features: SpecAugment time and feature masks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from .config import SAMPLE_RATE
+from .errors import ParameterError
+
+__all__ = ["white_noise", "pink_noise", "add_noise", "gain", "speed_perturb", "telephone", "reverb",
+           "spec_augment", "Augmenter"]
+
+
+def white_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.standard_normal(n).astype(np.float32)
+
+
+def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """1/f noise by shaping white noise in the frequency domain (unit RMS)."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.arange(spec.size, dtype=np.float64)
+    f[0] = 1.0
+    y = np.fft.irfft(spec / np.sqrt(f), n)
+    return (y / (np.sqrt(np.mean(y * y)) + 1e-12)).astype(np.float32)
+
+
+def _rms(y):
+    return float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) + 1e-12
+
+
+def add_noise(y: np.ndarray, noise: np.ndarray, snr_db: float, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    """Mix ``noise`` (looped/cropped at a random offset) into ``y`` at ``snr_db`` dB."""
+    n = y.size
+    if noise.size < n:
+        noise = np.tile(noise, int(np.ceil(n / noise.size)))
+    off = int(rng.integers(0, noise.size - n + 1)) if rng is not None and noise.size > n else 0
+    seg = noise[off: off + n]
+    scale = _rms(y) / (_rms(seg) * 10 ** (snr_db / 20.0))
+    return np.clip(y + scale * seg, -1.0, 1.0).astype(np.float32)
+
+
+def gain(y: np.ndarray, db: float) -> np.ndarray:
+    return np.clip(y * 10 ** (db / 20.0), -1.0, 1.0).astype(np.float32)
+
+
+def speed_perturb(y: np.ndarray, factor: float, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Play ``factor`` times faster (pitch moves too, as in Kaldi's speed perturbation)."""
+    if not 0.5 <= factor <= 2.0:
+        raise ParameterError(f"speed factor must lie in [0.5, 2], got {factor!r}")
+    import soxr
+
+    return soxr.resample(y, sr * factor, sr).astype(np.float32)
+
+
+def telephone(y: np.ndarray, sr: int = SAMPLE_RATE, *, rate: int = 8000) -> np.ndarray:
+    """Telephone channel: 300–3400 Hz band-pass and a round trip through ``rate`` Hz."""
+    import soxr
+    from scipy.signal import butter, sosfilt
+
+    sos = butter(4, [300, min(3400, rate / 2 - 100)], btype="bandpass", fs=sr, output="sos")
+    z = sosfilt(sos, y).astype(np.float32)
+    z = soxr.resample(soxr.resample(z, sr, rate), rate, sr).astype(np.float32)
+    return z[: y.size] if z.size >= y.size else np.pad(z, (0, y.size - z.size))
+
+
+def reverb(y: np.ndarray, rng: np.random.Generator, sr: int = SAMPLE_RATE, *, rt60=(0.15, 0.6), wet=(0.2, 0.6)) -> np.ndarray:
+    """Simple room: exponentially decaying noise impulse response with a random RT60."""
+    from scipy.signal import fftconvolve
+
+    t60 = float(rng.uniform(*rt60))
+    n = int(t60 * sr)
+    t = np.arange(n) / sr
+    ir = rng.standard_normal(n) * np.exp(-6.9 * t / t60)  # -60 dB at t60
+    ir[0] = 1.0
+    ir /= np.sqrt(np.sum(ir ** 2))
+    w = float(rng.uniform(*wet))
+    z = fftconvolve(y, ir)[: y.size]
+    out = (1 - w) * y + w * z * (_rms(y) / _rms(z))
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+def spec_augment(x: np.ndarray, rng: np.random.Generator, *, time_masks: int = 2, max_time: int = 5,
+                 feature_masks: int = 2, max_features: int = 3, n_cepstra: Optional[int] = None) -> np.ndarray:
+    """SpecAugment on model features ``[T, D]``: zero random time spans and feature bands.
+
+    With ``n_cepstra``, a feature band masks the same cepstral indices in every stacked copy and
+    delta group (features are laid out as repeating groups of ``n_cepstra``).
+    """
+    x = x.copy()
+    T, D = x.shape
+    for _ in range(time_masks):
+        w = int(rng.integers(0, max_time + 1))
+        if w and T > w:
+            s = int(rng.integers(0, T - w))
+            x[s: s + w] = 0.0
+    group = n_cepstra or D
+    for _ in range(feature_masks):
+        w = int(rng.integers(0, max_features + 1))
+        if w and group > w:
+            s = int(rng.integers(0, group - w))
+            for g0 in range(0, D, group):
+                x[:, g0 + s: g0 + s + w] = 0.0
+    return x
+
+
+@dataclass
+class Augmenter:
+    """A random chain of waveform augmentations, with probabilities, for one clip at a time."""
+
+    noise_clips: List[np.ndarray] = field(default_factory=list)  # recorded background noise
+    p_noise: float = 0.6
+    snr_db: tuple = (5.0, 30.0)
+    p_gain: float = 0.5
+    gain_db: tuple = (-12.0, 6.0)
+    p_speed: float = 0.4
+    speed: tuple = (0.85, 1.15)
+    p_telephone: float = 0.15
+    p_reverb: float = 0.2
+    sr: int = SAMPLE_RATE
+
+    def __call__(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() < self.p_speed:
+            y = speed_perturb(y, float(rng.uniform(*self.speed)), self.sr)
+        if rng.random() < self.p_reverb:
+            y = reverb(y, rng, self.sr)
+        if rng.random() < self.p_telephone:
+            y = telephone(y, self.sr)
+        if rng.random() < self.p_noise:
+            kind = int(rng.integers(0, 3 if self.noise_clips else 2))
+            if kind == 0:
+                noise = white_noise(y.size, rng)
+            elif kind == 1:
+                noise = pink_noise(y.size, rng)
+            else:
+                noise = self.noise_clips[int(rng.integers(len(self.noise_clips)))]
+            y = add_noise(y, noise, float(rng.uniform(*self.snr_db)), rng)
+        if rng.random() < self.p_gain:
+            y = gain(y, float(rng.uniform(*self.gain_db)))
+        return y

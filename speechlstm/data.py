@@ -1,0 +1,260 @@
+"""Manifests and corpus readers.
+
+Every reader returns manifest rows — dicts with ``path``, ``text`` (normalised), ``speaker`` and
+``duration`` (seconds) — and :func:`write_manifest` / :func:`read_manifest` store them as JSONL
+(one JSON object per line; extra keys are kept).
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import json
+import os
+from typing import Dict, Iterable, List, Optional, Sequence
+
+from .alphabet import DIGIT_WORDS, normalize_text
+from .config import AUDIO_EXTENSIONS
+from .errors import DataError
+
+__all__ = [
+    "read_speech_commands", "read_fsdd", "read_librispeech", "read_kaldi", "read_text_pairs", "read_csv",
+    "read_manifest", "write_manifest", "read_any", "split_by_speaker", "speaker_bucket", "SPEECH_COMMANDS_WORDS",
+    "COMMAND_CLASSES",
+]
+
+SPEECH_COMMANDS_WORDS = ("backward bed bird cat dog down eight five follow forward four go happy house learn left "
+                         "marvin nine no off on one right seven sheila six stop three tree two up visual wow yes "
+                         "zero").split()
+COMMAND_CLASSES = ("yes no up down left right on off stop go".split()) + ["_unknown_", "_silence_"]
+
+
+def _duration(path: str) -> float:
+    import soundfile as sf
+
+    try:
+        return round(float(sf.info(path).duration), 3)
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable audio file ({exc})") from None
+
+
+def _row(path, text, speaker, duration=None, **extra) -> dict:
+    r = {"path": os.path.abspath(path), "text": normalize_text(text), "speaker": str(speaker),
+         "duration": _duration(path) if duration is None else float(duration)}
+    r.update(extra)
+    return r
+
+
+def _require_dir(root: str) -> str:
+    if not os.path.isdir(root):
+        raise DataError(f"{root}: no such directory")
+    return root
+
+
+def read_speech_commands(root: str, *, with_duration: bool = True) -> List[dict]:
+    """Speech Commands layout ``{label}/{speaker}_nohash_{n}.wav``.
+
+    ``_unknown_`` files start with the word spoken (``backward_0c540988_nohash_0.wav``); ``_silence_``
+    clips get empty text.  Rows carry ``label`` (the folder name).
+    """
+    _require_dir(root)
+    rows = []
+    for label in sorted(os.listdir(root)):
+        d = os.path.join(root, label)
+        if not os.path.isdir(d) or label.startswith(".") or label == "_background_noise_":
+            continue
+        for f in sorted(os.listdir(d)):
+            if not f.lower().endswith(".wav"):
+                continue
+            stem = f[:-4]
+            if label == "_silence_":
+                text, speaker = "", f"silence-{stem.split('_nohash_')[0]}"
+            elif label == "_unknown_":
+                word, _, rest = stem.partition("_")
+                text, speaker = word, rest.split("_nohash_")[0]
+            else:
+                text, speaker = label, stem.split("_nohash_")[0]
+            p = os.path.join(d, f)
+            rows.append(_row(p, text, speaker, None if with_duration else 1.0, label=label))
+    if not rows:
+        raise DataError(f"{root}: no Speech Commands clips found ({{label}}/*.wav)")
+    return rows
+
+
+def read_fsdd(root: str, *, with_duration: bool = True) -> List[dict]:
+    """Free Spoken Digit Dataset: ``{digit}_{speaker}_{take}.wav`` (searched recursively)."""
+    _require_dir(root)
+    rows = []
+    for p in sorted(glob.glob(os.path.join(root, "**", "*.wav"), recursive=True)):
+        parts = os.path.basename(p)[:-4].split("_")
+        if len(parts) != 3 or not parts[0].isdigit() or not 0 <= int(parts[0]) <= 9:
+            continue
+        rows.append(_row(p, DIGIT_WORDS[int(parts[0])], parts[1], None if with_duration else 0.5))
+    if not rows:
+        raise DataError(f"{root}: no FSDD clips found ({{digit}}_{{speaker}}_{{n}}.wav)")
+    return rows
+
+
+def read_librispeech(root: str) -> List[dict]:
+    """LibriSpeech: ``{speaker}/{chapter}/{speaker}-{chapter}.trans.txt`` beside ``.flac`` files."""
+    _require_dir(root)
+    rows = []
+    for trans in sorted(glob.glob(os.path.join(root, "**", "*.trans.txt"), recursive=True)):
+        d = os.path.dirname(trans)
+        with open(trans, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                uid, _, text = line.strip().partition(" ")
+                p = os.path.join(d, uid + ".flac")
+                if not os.path.exists(p):
+                    raise DataError(f"{trans}: {uid}.flac is missing")
+                rows.append(_row(p, text, uid.split("-")[0]))
+    if not rows:
+        raise DataError(f"{root}: no *.trans.txt files found")
+    return rows
+
+
+def read_kaldi(data_dir: str) -> List[dict]:
+    """A Kaldi data directory: ``wav.scp`` (id path) + ``text`` (id words) [+ ``utt2spk``]."""
+    _require_dir(data_dir)
+    def table(name, required=True):
+        p = os.path.join(data_dir, name)
+        if not os.path.exists(p):
+            if required:
+                raise DataError(f"{data_dir}: {name} is missing")
+            return {}
+        out = {}
+        with open(p, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    k, _, v = line.strip().partition(" ")
+                    out[k] = v.strip()
+        return out
+
+    wavs, texts, spk = table("wav.scp"), table("text"), table("utt2spk", False)
+    rows = []
+    for uid, path in wavs.items():
+        if path.endswith("|"):
+            raise DataError(f"{data_dir}/wav.scp: {uid} is a pipe command; only plain paths are supported")
+        if uid not in texts:
+            raise DataError(f"{data_dir}/text: no transcript for {uid}")
+        p = path if os.path.isabs(path) else os.path.join(data_dir, path)
+        rows.append(_row(p, texts[uid], spk.get(uid, uid.split("-")[0]), utt_id=uid))
+    return rows
+
+
+def read_text_pairs(root: str, *, speaker: Optional[str] = None) -> List[dict]:
+    """One ``.txt`` transcript beside each audio file of the same stem (e.g. CMU ARCTIC)."""
+    _require_dir(root)
+    rows = []
+    for p in sorted(glob.glob(os.path.join(root, "**", "*"), recursive=True)):
+        stem, ext = os.path.splitext(p)
+        if ext.lower() not in AUDIO_EXTENSIONS or not os.path.exists(stem + ".txt"):
+            continue
+        with open(stem + ".txt", encoding="utf-8") as f:
+            text = f.read().strip()
+        rows.append(_row(p, text, speaker or os.path.basename(os.path.dirname(p))))
+    if not rows:
+        raise DataError(f"{root}: no audio files with a .txt transcript beside them")
+    return rows
+
+
+def read_csv(path: str) -> List[dict]:
+    """CSV with a header holding at least ``path`` and ``text`` (``speaker``, ``duration`` optional);
+    relative paths are relative to the CSV's folder."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such file")
+    base = os.path.dirname(os.path.abspath(path))
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"path", "text"} <= set(reader.fieldnames):
+            raise DataError(f"{path}: needs a header with 'path' and 'text' columns")
+        for n, r in enumerate(reader, 2):
+            p = r["path"] if os.path.isabs(r["path"]) else os.path.join(base, r["path"])
+            dur = r.get("duration")
+            rows.append(_row(p, r["text"] or "", r.get("speaker") or "unknown", float(dur) if dur else None))
+    return rows
+
+
+def write_manifest(rows: Iterable[dict], path: str) -> str:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(path: str) -> List[dict]:
+    """Read a JSONL manifest (relative paths are relative to its folder)."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such manifest")
+    base = os.path.dirname(os.path.abspath(path))
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except ValueError as exc:
+                raise DataError(f"{path}:{n}: not JSON ({exc})") from None
+            if not isinstance(r, dict) or "path" not in r or "text" not in r:
+                raise DataError(f"{path}:{n}: each line needs 'path' and 'text'")
+            if not os.path.isabs(r["path"]):
+                r["path"] = os.path.join(base, r["path"])
+            r.setdefault("speaker", "unknown")
+            rows.append(r)
+    return rows
+
+
+def read_any(source: str, kind: str = "auto") -> List[dict]:
+    """Read a manifest (.jsonl/.json), a CSV, or a corpus folder (kind: speech_commands, fsdd,
+    librispeech, kaldi, text_pairs; "auto" guesses from the layout)."""
+    if kind == "auto":
+        if os.path.isfile(source):
+            kind = "csv" if source.lower().endswith(".csv") else "manifest"
+        elif os.path.isfile(os.path.join(source, "wav.scp")):
+            kind = "kaldi"
+        elif glob.glob(os.path.join(source, "**", "*.trans.txt"), recursive=True):
+            kind = "librispeech"
+        elif glob.glob(os.path.join(source, "*", "*_nohash_*.wav")):
+            kind = "speech_commands"
+        elif glob.glob(os.path.join(source, "**", "[0-9]_*_*.wav"), recursive=True):
+            kind = "fsdd"
+        else:
+            kind = "text_pairs"
+    readers = {"manifest": read_manifest, "csv": read_csv, "kaldi": read_kaldi, "librispeech": read_librispeech,
+               "speech_commands": read_speech_commands, "fsdd": read_fsdd, "text_pairs": read_text_pairs}
+    if kind not in readers:
+        raise DataError(f"unknown corpus kind {kind!r} (one of {sorted(readers)})")
+    return readers[kind](source)
+
+
+def speaker_bucket(speaker: str, salt: str = "speechlstm") -> float:
+    """A stable pseudo-random number in [0, 1) for a speaker (same on every machine)."""
+    h = hashlib.sha256(f"{salt}:{speaker}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2 ** 64
+
+
+def split_by_speaker(rows: Sequence[dict], *, test: float = 0.2, dev: float = 0.0, salt: str = "speechlstm",
+                     test_speakers: Optional[Sequence[str]] = None) -> Dict[str, List[dict]]:
+    """Speaker-disjoint split: ``{"train", "dev", "test"}``.
+
+    A speaker goes to test when ``speaker_bucket(speaker) < test`` (or is listed in
+    ``test_speakers``), to dev when it falls in the next ``dev`` share, else to train.
+    """
+    out = {"train": [], "dev": [], "test": []}
+    listed = set(test_speakers or [])
+    for r in rows:
+        s = r.get("speaker", "unknown")
+        b = speaker_bucket(s, salt)
+        if s in listed or (not listed and b < test):
+            out["test"].append(r)
+        elif (listed and b < dev) or (not listed and b < test + dev):
+            out["dev"].append(r)
+        else:
+            out["train"].append(r)
+    return out

@@ -1,0 +1,29 @@
+"""Choosing the compute device."""
+from __future__ import annotations
+
+from .errors import DeviceError, ParameterError
+
+__all__ = ["resolve_device", "cuda_available"]
+
+
+def cuda_available() -> bool:
+    """True when numba.cuda sees a usable GPU (or the CUDA simulator is enabled)."""
+    try:
+        from numba import cuda
+
+        return bool(cuda.is_available())
+    except Exception:  # pragma: no cover - broken driver installs
+        return False
+
+
+def resolve_device(device: str) -> str:
+    """Map "cpu" / "cuda" / "auto" to "cpu" or "cuda"; CUDA without a GPU is a clear error."""
+    if device not in ("cpu", "cuda", "auto"):
+        raise ParameterError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    if device == "cpu":
+        return "cpu"
+    if cuda_available():
+        return "cuda"
+    if device == "auto":
+        return "cpu"
+    raise DeviceError("device='cuda' was requested but no CUDA GPU is available (numba.cuda.is_available() is False)")

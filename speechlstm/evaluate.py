@@ -1,0 +1,170 @@
+"""Evaluation: WER/CER, 12-class accuracy with a confusion matrix, keyword-spotting ROC/DET with
+false alarms per hour, real-time factor; reports as JSON, Markdown and PNG plots."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .data import COMMAND_CLASSES, read_any
+from .errors import ParameterError
+from .metrics import cer, command_class, confusion_matrix, wer
+
+__all__ = ["evaluate", "evaluate_model_suite", "write_report"]
+
+
+def _timed_transcripts(model, rows, beam_size, words):
+    hyps, audio_s, proc_s, failures = [], 0.0, 0.0, []
+    for r in rows:
+        t0 = time.perf_counter()
+        try:
+            res = model.transcribe(r["path"], beam_size=beam_size, words=words)
+        except Exception as exc:  # one bad file is reported, the evaluation goes on
+            failures.append({"path": r["path"], "error": str(exc).splitlines()[0]})
+            hyps.append(None)
+            continue
+        proc_s += time.perf_counter() - t0
+        audio_s += res["duration"]
+        hyps.append(res["text"])
+    return hyps, audio_s, proc_s, failures
+
+
+def _kws_curve(model, rows, keywords, threshold_grid):
+    """Scores of every detection (threshold 0) vs. ground truth word occurrences."""
+    audio_s, pos, dets = 0.0, 0, []  # dets: (score, is_true)
+    for r in rows:
+        words = r["text"].split()
+        try:
+            found = model.spot(r["path"], keywords, threshold=0.05)
+        except Exception:
+            continue
+        audio_s += r.get("duration", 0.0) or 0.0
+        truth = {k: words.count(k) for k in keywords}
+        pos += sum(truth.values())
+        best = {}
+        for d in sorted(found, key=lambda d: -d["score"]):
+            k = d["keyword"]
+            if truth.get(k, 0) > best.get(k, 0):
+                best[k] = best.get(k, 0) + 1
+                dets.append((d["score"], True))
+            else:
+                dets.append((d["score"], False))
+    hours = max(audio_s / 3600.0, 1e-9)
+    curve = []
+    for th in threshold_grid:
+        tp = sum(1 for s, t in dets if t and s >= th)
+        fa = sum(1 for s, t in dets if not t and s >= th)
+        curve.append({"threshold": float(th), "miss_rate": 1 - tp / max(pos, 1), "false_alarms_per_hour": fa / hours,
+                      "false_alarms": fa, "hits": tp})
+    ok = [c for c in curve if c["false_alarms_per_hour"] <= 0.5]
+    miss_at = min((c["miss_rate"] for c in ok), default=1.0)
+    return {"curve": curve, "positives": pos, "audio_hours": hours, "miss_rate_at_0.5_fa_per_hour": miss_at}
+
+
+def evaluate(model, rows: List[dict], task: str, *, beam_size: int = 16, words=None, keywords=None) -> dict:
+    """Evaluate ``model`` on manifest rows for ``task`` in {"transcribe", "classify", "kws"}."""
+    if task not in ("transcribe", "classify", "kws"):
+        raise ParameterError(f"task must be transcribe, classify or kws, got {task!r}")
+    if not rows:
+        raise ParameterError("nothing to evaluate: the data is empty")
+    out = {"task": task, "utterances": len(rows), "model": model.name}
+    if task == "kws":
+        kws = keywords or sorted({w for r in rows for w in r["text"].split()})
+        out.update(_kws_curve(model, rows, kws, np.linspace(0.05, 1.0, 20)))
+        out["keywords"] = list(kws)
+        return out
+    hyps, audio_s, proc_s, failures = _timed_transcripts(model, rows, beam_size, words)
+    keep = [i for i, h in enumerate(hyps) if h is not None]
+    refs = [rows[i]["text"] for i in keep]
+    hs = [hyps[i] for i in keep]
+    out.update({"failures": failures, "audio_seconds": round(audio_s, 2), "rtf": proc_s / max(audio_s, 1e-9),
+                "wer": wer(refs, hs), "cer": cer(refs, hs),
+                "sentence_accuracy": float(np.mean([r == h for r, h in zip(refs, hs)])) if hs else 0.0})
+    if task == "classify":
+        classes = list(COMMAND_CLASSES)
+        truth = [rows[i]["label"] if rows[i].get("label") in classes else command_class(rows[i]["text"], classes[:10])
+                 for i in keep]
+        pred = [command_class(h, classes[:10]) for h in hs]
+        cm = confusion_matrix(truth, pred, classes)
+        out.update({"accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "classes": classes,
+                    "confusion": cm.tolist()})
+    out["examples"] = [{"ref": r, "hyp": h} for r, h in zip(refs, hs) if r != h][:20]
+    return out
+
+
+def write_report(result: dict, out_dir: str) -> Dict[str, str]:
+    """report.json, report.md and PNG plots (confusion matrix or DET curve)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {"json": os.path.join(out_dir, "report.json"), "md": os.path.join(out_dir, "report.md")}
+    with open(paths["json"], "w") as f:
+        json.dump(result, f, indent=2)
+    lines = [f"# Evaluation: {result['task']} — {result.get('model', '')}", ""]
+    for k in ("utterances", "audio_seconds", "wer", "cer", "sentence_accuracy", "accuracy", "rtf",
+              "miss_rate_at_0.5_fa_per_hour", "audio_hours", "positives"):
+        if k in result:
+            v = result[k]
+            lines.append(f"- **{k}**: {v:.4f}" if isinstance(v, float) else f"- **{k}**: {v}")
+    if result.get("failures"):
+        lines += ["", f"{len(result['failures'])} files failed:"] + [f"- {x['path']}: {x['error']}" for x in result["failures"]]
+    if "confusion" in result:
+        cls = result["classes"]
+        lines += ["", "| truth \\ predicted | " + " | ".join(cls) + " |", "|---" * (len(cls) + 1) + "|"]
+        for c, row in zip(cls, result["confusion"]):
+            lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
+        fig, ax = plt.subplots(figsize=(7, 6))
+        cm = np.array(result["confusion"], float)
+        ax.imshow(cm / np.maximum(cm.sum(1, keepdims=True), 1), cmap="Blues")
+        ax.set_xticks(range(len(cls)), cls, rotation=90)
+        ax.set_yticks(range(len(cls)), cls)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("truth")
+        fig.tight_layout()
+        paths["confusion"] = os.path.join(out_dir, "confusion.png")
+        fig.savefig(paths["confusion"], dpi=80)
+        plt.close(fig)
+    if "curve" in result:
+        c = result["curve"]
+        lines += ["", "| threshold | miss rate | false alarms / hour |", "|---|---|---|"]
+        lines += [f"| {x['threshold']:.2f} | {x['miss_rate']:.3f} | {x['false_alarms_per_hour']:.2f} |" for x in c]
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.plot([x["false_alarms_per_hour"] for x in c], [x["miss_rate"] for x in c], marker="o")
+        ax.set_xlabel("false alarms per hour")
+        ax.set_ylabel("miss rate")
+        ax.set_title("keyword spotting DET")
+        fig.tight_layout()
+        paths["det"] = os.path.join(out_dir, "det.png")
+        fig.savefig(paths["det"], dpi=80)
+        plt.close(fig)
+    if result.get("examples"):
+        lines += ["", "Errors (first 20):", ""] + [f"- ref `{e['ref']}` → hyp `{e['hyp']}`" for e in result["examples"]]
+    with open(paths["md"], "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return paths
+
+
+def evaluate_model_suite(model_path: str, manifests: Dict[str, str], out_dir: str) -> dict:
+    """The standard held-out suite used for the shipped model; returns headline metrics."""
+    from .model import load_model
+
+    model = load_model(model_path)
+    metrics = {}
+    jobs = [("fsdd_digit_accuracy", "test_fsdd", "transcribe"), ("sc_v2_12class_accuracy", "test_sc", "classify"),
+            ("sc_sample_12class_accuracy", "test_sample", "classify"), ("synth_sequences_wer", "test_synth", "transcribe")]
+    for name, key, task in jobs:
+        if key not in manifests:
+            continue
+        res = evaluate(model, read_any(manifests[key]), task)
+        write_report(res, os.path.join(out_dir, key))
+        metrics[name] = res["accuracy"] if task == "classify" else (
+            res["sentence_accuracy"] if key == "test_fsdd" else res["wer"])
+        metrics[f"{key}_utterances"] = res["utterances"]
+        metrics[f"{key}_rtf"] = round(res["rtf"], 5)
+    return metrics

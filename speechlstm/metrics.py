@@ -1,0 +1,58 @@
+"""Error rates and classification metrics."""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["edit_distance", "wer", "cer", "error_counts", "confusion_matrix", "command_class"]
+
+
+def edit_distance(ref: Sequence, hyp: Sequence) -> int:
+    """Levenshtein distance between two sequences."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+def error_counts(refs: Sequence[str], hyps: Sequence[str], unit: str = "word") -> Tuple[int, int]:
+    """(errors, reference length) summed over pairs; unit "word" or "char"."""
+    errs = n = 0
+    for r, h in zip(refs, hyps):
+        rs, hs = (r.split(), h.split()) if unit == "word" else (list(r), list(h))
+        errs += edit_distance(rs, hs)
+        n += len(rs)
+    return errs, n
+
+
+def wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
+    """Word error rate over a corpus (errors / reference words); 0 when there are no words and no
+    hypotheses, inf-free: empty references count insertions against 1."""
+    e, n = error_counts(refs, hyps, "word")
+    return e / max(n, 1)
+
+
+def cer(refs: Sequence[str], hyps: Sequence[str]) -> float:
+    e, n = error_counts(refs, hyps, "char")
+    return e / max(n, 1)
+
+
+def command_class(text: str, classes: Sequence[str]) -> str:
+    """Map a transcript to the 12-class Speech Commands label: the command word, ``_silence_``
+    for no speech, ``_unknown_`` for anything else."""
+    t = text.strip()
+    if not t:
+        return "_silence_"
+    return t if t in classes else "_unknown_"
+
+
+def confusion_matrix(refs: Sequence[str], hyps: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    idx = {l: i for i, l in enumerate(labels)}
+    m = np.zeros((len(labels), len(labels)), np.int64)
+    for r, h in zip(refs, hyps):
+        m[idx[r], idx[h]] += 1
+    return m

@@ -1,0 +1,208 @@
+"""Model files and the :class:`Model` object users hold.
+
+A model file is a ``.npz`` archive read with ``allow_pickle=False``:
+
+* ``param/<name>``: every weight, under PyTorch-style names (``lstm.weight_ih_l0`` ...);
+* ``stats/mean``, ``stats/std``: global CMVN statistics (only for ``cmvn="global"``);
+* ``meta``: UTF-8 JSON (as uint8) — format version, architecture, feature config, alphabet,
+  vocabulary, training summary and metrics;
+* ``sha256``: hex digest (as uint8) of every other entry (name, dtype, shape and bytes, in name
+  order).  A tampered or truncated file fails the check and is refused with a ``ModelError``.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .alphabet import Alphabet
+from .errors import ModelError, ParameterError
+from .features import FeatureConfig, FeatureStats
+from .nn import AcousticModel
+
+__all__ = ["Model", "load_model", "save_model", "read_model_file", "DEFAULT_MODEL", "available_models"]
+
+FORMAT_VERSION = 1
+MODELS_DIR = os.path.join(os.path.dirname(__file__), "models")
+DEFAULT_MODEL = "commands"
+
+
+def _digest(arrays: Dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(name.encode())
+        h.update(str(a.dtype.str).encode())
+        h.update(repr(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _to_bytes_array(s: str) -> np.ndarray:
+    return np.frombuffer(s.encode("utf-8"), dtype=np.uint8)
+
+
+def save_model(path: str, acoustic: AcousticModel, *, features: FeatureConfig, alphabet: Alphabet,
+               stats: Optional[FeatureStats] = None, vocabulary: Optional[List[str]] = None,
+               training: Optional[dict] = None, metrics: Optional[dict] = None, name: str = "") -> str:
+    """Write a model file (atomically: a temporary file is renamed into place)."""
+    if features.cmvn == "global" and stats is None:
+        raise ParameterError('a cmvn="global" model needs its FeatureStats')
+    arrays = {f"param/{k}": np.ascontiguousarray(v, np.float32) for k, v in acoustic.params.items()}
+    if stats is not None:
+        arrays["stats/mean"] = np.asarray(stats.mean, np.float32)
+        arrays["stats/std"] = np.asarray(stats.std, np.float32)
+    meta = {
+        "format": "speechlstm-model",
+        "version": FORMAT_VERSION,
+        "name": name,
+        "architecture": acoustic.config(),
+        "features": features.to_dict(),
+        "alphabet": alphabet.to_list(),
+        "vocabulary": list(vocabulary) if vocabulary else None,
+        "training": training or {},
+        "metrics": metrics or {},
+    }
+    arrays["meta"] = _to_bytes_array(json.dumps(meta, sort_keys=True))
+    arrays["sha256"] = _to_bytes_array(_digest(arrays))
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def read_model_file(path: str):
+    """Read and verify a model file: returns (meta dict, params dict, stats or None)."""
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise ModelError(f"{p}: no such model file")
+    if os.path.isdir(p):
+        raise ModelError(f"{p}: is a directory, not a model file")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise ModelError(f"{p}: not a readable model file ({type(exc).__name__}: {exc})") from None
+    if "sha256" not in arrays or "meta" not in arrays:
+        raise ModelError(f"{p}: not a speechlstm model file (no meta/sha256 entries)")
+    stored = arrays.pop("sha256").tobytes().decode("ascii", "replace")
+    if _digest(arrays) != stored:
+        raise ModelError(f"{p}: checksum mismatch — the file was modified or is corrupt")
+    try:
+        meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
+    except ValueError as exc:
+        raise ModelError(f"{p}: unreadable metadata ({exc})") from None
+    if meta.get("format") != "speechlstm-model" or meta.get("version") != FORMAT_VERSION:
+        raise ModelError(f"{p}: unsupported model format {meta.get('format')!r} version {meta.get('version')!r}")
+    params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
+    stats = FeatureStats(arrays["stats/mean"], arrays["stats/std"]) if "stats/mean" in arrays else None
+    return meta, params, stats
+
+
+class Model:
+    """A loaded recognizer: acoustic model + feature config + alphabet + vocabulary.
+
+    Use :func:`load_model` to get one.  ``transcribe``, ``spot`` and ``stream`` are defined in
+    :mod:`speechlstm.transcribe`.
+    """
+
+    def __init__(self, acoustic: AcousticModel, features: FeatureConfig, alphabet: Alphabet, *,
+                 stats: Optional[FeatureStats] = None, vocabulary: Optional[List[str]] = None,
+                 meta: Optional[dict] = None, path: Optional[str] = None, device: str = "cpu"):
+        self.acoustic = acoustic.eval()
+        self.features = features
+        self.alphabet = alphabet
+        self.stats = stats
+        self.vocabulary = list(vocabulary) if vocabulary else None
+        self.meta = meta or {}
+        self.path = path
+        self.device = device
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name") or (os.path.basename(self.path) if self.path else "model")
+
+    @property
+    def streaming(self) -> bool:
+        return not self.acoustic.lstm.bidirectional
+
+    def save(self, path: str, **extra) -> str:
+        kw = dict(features=self.features, alphabet=self.alphabet, stats=self.stats, vocabulary=self.vocabulary,
+                  training=self.meta.get("training"), metrics=self.meta.get("metrics"), name=self.meta.get("name", ""))
+        kw.update(extra)
+        return save_model(path, self.acoustic, **kw)
+
+    def info(self) -> dict:
+        """What is inside, JSON-ready."""
+        a = self.meta.get("architecture", self.acoustic.config())
+        return {
+            "name": self.name, "path": self.path, "parameters": self.acoustic.num_parameters(),
+            "architecture": a, "features": self.features.to_dict(), "alphabet": "".join(self.alphabet.symbols),
+            "vocabulary": self.vocabulary, "streaming": self.streaming,
+            "training": self.meta.get("training", {}), "metrics": self.meta.get("metrics", {}),
+        }
+
+    # defined in transcribe.py
+    from .transcribe import transcribe, spot, stream, log_probs  # noqa: E402,F401
+
+
+def available_models() -> List[str]:
+    """Names of the models shipped inside the package."""
+    if not os.path.isdir(MODELS_DIR):
+        return []
+    return sorted(f[:-4] for f in os.listdir(MODELS_DIR) if f.endswith(".npz"))
+
+
+def _resolve(name_or_path: Optional[str]) -> str:
+    if name_or_path is None:
+        name_or_path = DEFAULT_MODEL
+    p = os.fspath(name_or_path)
+    if os.path.sep in p or p.endswith(".npz") or os.path.exists(p):
+        return p
+    cand = os.path.join(MODELS_DIR, p + ".npz")
+    if os.path.exists(cand):
+        return cand
+    raise ModelError(f"{p}: no such model (shipped models: {', '.join(available_models()) or 'none'})")
+
+
+def load_model(name_or_path: Optional[str] = None, *, device: str = "cpu") -> Model:
+    """Load a model by shipped name (default: the commands model) or path.
+
+    Parameters
+    ----------
+    name_or_path : str or None
+    device : {"cpu", "cuda", "auto"}
+        "auto" picks CUDA when a GPU is present.
+    """
+    from .device import resolve_device
+
+    dev = resolve_device(device)
+    path = _resolve(name_or_path)
+    meta, params, stats = read_model_file(path)
+    try:
+        arch = meta["architecture"]
+        acoustic = AcousticModel(arch["input_size"], arch["hidden_size"], arch["num_classes"],
+                                 num_layers=arch["num_layers"], bidirectional=arch["bidirectional"])
+        missing = sorted(set(acoustic.params) - set(params))
+        if missing:
+            raise ModelError(f"{path}: missing weights {missing[:3]}")
+        for k, v in acoustic.params.items():
+            if params[k].shape != v.shape:
+                raise ModelError(f"{path}: weight {k} has shape {params[k].shape}, expected {v.shape}")
+            v[...] = params[k]
+        features = FeatureConfig.from_dict(meta["features"])
+        alphabet = Alphabet.from_list(meta["alphabet"])
+    except (KeyError, TypeError, ParameterError) as exc:
+        raise ModelError(f"{path}: malformed model metadata ({exc})") from None
+    if arch["num_classes"] != len(alphabet):
+        raise ModelError(f"{path}: {arch['num_classes']} outputs but {len(alphabet)} alphabet labels")
+    if arch["input_size"] != features.dim:
+        raise ModelError(f"{path}: input size {arch['input_size']} != feature dim {features.dim}")
+    return Model(acoustic, features, alphabet, stats=stats, vocabulary=meta.get("vocabulary"), meta=meta,
+                 path=path, device=dev)

@@ -1,0 +1,417 @@
+"""Training: feature cache, length-bucketed batches, Adam with warm-up and decay, clipping,
+validation every epoch, early stopping, checkpoints with exact resume, logs and curves.
+
+Exact resume: the batch order and SpecAugment draws of epoch ``e`` come from a generator seeded
+with ``(seed, e)``, the kernels are deterministic for a given thread count, and the checkpoint holds
+the weights and the full Adam state — so a resumed run continues bit-identically.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .alphabet import Alphabet
+from .augment import Augmenter, spec_augment
+from .ctc import ctc_loss
+from .data import read_any
+from .decoding import greedy_decode
+from .errors import DataError, ParameterError
+from .features import FeatureConfig, FeatureStats, base_features, compute_stats, extract_features
+from .metrics import wer
+from .model import save_model
+from .nn import AcousticModel, Adam, clip_grad_norm, log_softmax
+
+__all__ = ["TrainConfig", "Trainer", "load_config", "FeatureCache"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs (``speechlstm train --config CONFIG.toml``)."""
+
+    train: List[str] = field(default_factory=list)  # manifests or corpus folders
+    dev: List[str] = field(default_factory=list)
+    out_dir: str = "runs/model"
+    cache_dir: str = ""  # default: <out_dir>/cache
+    noise: List[str] = field(default_factory=list)  # folders of background-noise clips
+    augment_copies: int = 1  # augmented copies per clip, besides the clean one
+    features: dict = field(default_factory=dict)  # FeatureConfig fields
+    hidden_size: int = 128
+    num_layers: int = 2
+    bidirectional: bool = True
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup_steps: int = 300
+    lr_decay: float = 0.92  # per epoch after warm-up
+    min_lr: float = 5e-5
+    clip: float = 5.0
+    weight_decay: float = 0.0
+    patience: int = 5  # epochs without dev improvement before stopping
+    spec_augment: bool = True
+    seed: int = 0
+    workers: int = 2  # processes computing features
+    vocabulary: List[str] = field(default_factory=list)
+    name: str = ""
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        flat = {}
+        for k, v in d.items():
+            if isinstance(v, dict) and k not in ("features",):
+                flat.update(v)  # allow [data], [model], [train] sections
+            else:
+                flat[k] = v
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(flat) - names)
+        if unknown:
+            raise ParameterError(f"unknown training config keys: {unknown}")
+        cfg = cls(**flat)
+        for k in ("train", "dev", "noise"):
+            if isinstance(getattr(cfg, k), str):
+                setattr(cfg, k, [getattr(cfg, k)])
+        if not cfg.train:
+            raise ParameterError("training config needs at least one 'train' manifest or folder")
+        FeatureConfig.from_dict(cfg.features)  # validate early
+        return cfg
+
+
+def load_config(path: str) -> TrainConfig:
+    import tomllib
+
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such config file")
+    try:
+        with open(path, "rb") as f:
+            d = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(f"{path}: not valid TOML ({exc})") from None
+    base = os.path.dirname(os.path.abspath(path))
+    cfg = TrainConfig.from_dict(d)
+
+    def rel(p):
+        return p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
+
+    cfg.train, cfg.dev, cfg.noise = [rel(p) for p in cfg.train], [rel(p) for p in cfg.dev], [rel(p) for p in cfg.noise]
+    cfg.out_dir = rel(cfg.out_dir)
+    if cfg.cache_dir:
+        cfg.cache_dir = rel(cfg.cache_dir)
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------------
+# feature cache
+# ------------------------------------------------------------------------------------------------
+def _load_noise(folders: Sequence[str], sr: int) -> List[np.ndarray]:
+    from .audio import load_audio
+    from .config import AUDIO_EXTENSIONS
+
+    clips = []
+    for d in folders:
+        for root, _, files in os.walk(d):
+            for f in sorted(files):
+                if f.lower().endswith(AUDIO_EXTENSIONS):
+                    clips.append(load_audio(os.path.join(root, f), sr=sr))
+    return clips
+
+
+_WORKER = {}
+
+
+def _init_worker(noise_folders, sr):
+    _WORKER["noise"] = _load_noise(noise_folders, sr)
+
+
+def _features_job(args):
+    """Un-normalised (cmvn none) stacked features of one clip and augmentation copy."""
+    path, copy, seed, cfg_dict = args
+    from .audio import load_audio
+
+    cfg = FeatureConfig.from_dict(cfg_dict)
+    try:
+        y = load_audio(path, sr=cfg.sample_rate)
+    except Exception as exc:  # reported, the clip is skipped
+        return None, f"{path}: {exc}"
+    if copy > 0:
+        rng = np.random.default_rng([seed, copy, int(hashlib.sha1(path.encode()).hexdigest()[:8], 16)])
+        y = Augmenter(noise_clips=_WORKER.get("noise", []), sr=cfg.sample_rate)(y, rng)
+    base = base_features(y, cfg)
+    return base, None
+
+
+class FeatureCache:
+    """Base features (MFCC+Δ+ΔΔ, un-normalised, un-stacked) of a manifest, computed once with a
+    process pool and stored in one ``.npz`` per (rows, feature config, augmentation) key."""
+
+    def __init__(self, cache_dir: str, cfg: FeatureConfig, *, workers: int = 2, noise: Sequence[str] = (),
+                 seed: int = 0, progress: bool = True):
+        self.dir = cache_dir
+        self.cfg = cfg
+        self.workers = workers
+        self.noise = list(noise)
+        self.seed = seed
+        self.progress = progress
+        os.makedirs(cache_dir, exist_ok=True)
+
+    def _key(self, rows, copies) -> str:
+        h = hashlib.sha256()
+        base_cfg = self.cfg.replace(cmvn="none")
+        h.update(json.dumps([base_cfg.to_dict(), copies, self.seed, sorted(self.noise)], sort_keys=True).encode())
+        for r in rows:
+            st = os.stat(r["path"]) if os.path.exists(r["path"]) else None
+            h.update(f"{r['path']}|{r['text']}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}".encode())
+        return h.hexdigest()[:20]
+
+    def get(self, rows: List[dict], copies: int = 0):
+        """Returns (list of base feature arrays, list of texts, list of rows) for the clean clips
+        and ``copies`` augmented copies of each."""
+        path = os.path.join(self.dir, f"feats-{self._key(rows, copies)}.npz")
+        if os.path.exists(path):
+            with np.load(path, allow_pickle=False) as z:
+                X, offs, idx = z["X"], z["offsets"], z["row_index"]
+            feats = [X[offs[i]:offs[i + 1]] for i in range(len(offs) - 1)]
+            return feats, [rows[i]["text"] for i in idx], [rows[i] for i in idx]
+        from tqdm import tqdm
+
+        jobs = [(r["path"], c, self.seed, self.cfg.replace(cmvn="none").to_dict()) for c in range(copies + 1)
+                for r in rows]
+        owner = [i for c in range(copies + 1) for i in range(len(rows))]
+        feats, idx, errors = [], [], []
+        with ProcessPoolExecutor(max_workers=max(1, self.workers), initializer=_init_worker,
+                                 initargs=(self.noise, self.cfg.sample_rate)) as ex:
+            it = ex.map(_features_job, jobs, chunksize=16)
+            if self.progress:
+                it = tqdm(it, total=len(jobs), desc="features", unit="clip")
+            for i, (f, err) in zip(owner, it):
+                if err:
+                    errors.append(err)
+                else:
+                    feats.append(f)
+                    idx.append(i)
+        for e in errors[:10]:
+            print(f"skipped: {e}")
+        if not feats:
+            raise DataError("no usable clips in the training data")
+        offs = np.cumsum([0] + [f.shape[0] for f in feats])
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, X=np.concatenate(feats), offsets=offs, row_index=np.array(idx))
+        os.replace(tmp, path)
+        return feats, [rows[i]["text"] for i in idx], [rows[i] for i in idx]
+
+
+def _stack(base: np.ndarray, cfg: FeatureConfig, stats: Optional[FeatureStats]) -> np.ndarray:
+    """Normalise and stack cached base features exactly as ``extract_features`` does."""
+    from .features import _normalise, _resolve_stats, _stack as stack_frames
+
+    st = _resolve_stats(cfg, stats, base)
+    x = _normalise(base, st)
+    return stack_frames(x, 0, -(-x.shape[0] // cfg.subsample), cfg, x.shape[0] - 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# trainer
+# ------------------------------------------------------------------------------------------------
+class Trainer:
+    def __init__(self, cfg: TrainConfig, *, alphabet: Optional[Alphabet] = None):
+        self.cfg = cfg
+        self.alphabet = alphabet or Alphabet()
+        self.fcfg = FeatureConfig.from_dict(cfg.features)
+        os.makedirs(cfg.out_dir, exist_ok=True)
+        self.cache = FeatureCache(cfg.cache_dir or os.path.join(cfg.out_dir, "cache"), self.fcfg,
+                                  workers=cfg.workers, noise=cfg.noise, seed=cfg.seed, progress=cfg.progress)
+        self.log_path = os.path.join(cfg.out_dir, "log.jsonl")
+        self.ckpt_path = os.path.join(cfg.out_dir, "checkpoint.npz")
+        self.best_path = os.path.join(cfg.out_dir, "model.npz")
+
+    # -- data -------------------------------------------------------------------------------------
+    def _rows(self, sources):
+        rows = []
+        for s in sources:
+            rows.extend(read_any(s))
+        return rows
+
+    def prepare(self):
+        t0 = time.time()
+        train_rows = self._rows(self.cfg.train)
+        dev_rows = self._rows(self.cfg.dev) if self.cfg.dev else []
+        for r in train_rows + dev_rows:
+            self.alphabet.encode(r["text"], normalize=False)  # fails early on stray characters
+        base_train, self.train_texts, _ = self.cache.get(train_rows, self.cfg.augment_copies)
+        base_dev, self.dev_texts, _ = self.cache.get(dev_rows, 0) if dev_rows else ([], [], [])
+        self.stats = compute_stats(base_train) if self.fcfg.cmvn == "global" else None
+        self.train_x = [_stack(b, self.fcfg, self.stats) for b in base_train]
+        self.dev_x = [_stack(b, self.fcfg, self.stats) for b in base_dev]
+        self.train_y = [self.alphabet.encode(t, normalize=False) for t in self.train_texts]
+        self.dev_y = [self.alphabet.encode(t, normalize=False) for t in self.dev_texts]
+        self.prepare_seconds = time.time() - t0
+        self.train_audio_seconds = sum(x.shape[0] for x in self.train_x) * float(self.fcfg.frame_period)
+
+    def _batches(self, n_items: int, lengths: np.ndarray, epoch: int) -> List[np.ndarray]:
+        rng = np.random.default_rng([self.cfg.seed, epoch])
+        jitter = rng.uniform(0, 3, n_items)
+        order = np.argsort(lengths + jitter, kind="stable")
+        bs = self.cfg.batch_size
+        batches = [order[i:i + bs] for i in range(0, n_items, bs)]
+        perm = rng.permutation(len(batches))
+        return [batches[i] for i in perm]
+
+    @staticmethod
+    def _pad(xs, ys):
+        B = len(xs)
+        T = max(x.shape[0] for x in xs)
+        S = max(1, max(len(y) for y in ys))
+        X = np.zeros((B, T, xs[0].shape[1]), np.float32)
+        Y = np.zeros((B, S), np.int64)
+        il = np.array([x.shape[0] for x in xs])
+        tl = np.array([len(y) for y in ys])
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            X[i, : x.shape[0]] = x
+            Y[i, : len(y)] = y
+        return X, Y, il, tl
+
+    def _lr(self, step: int, epoch: int) -> float:
+        c = self.cfg
+        if step < c.warmup_steps:
+            return c.lr * (step + 1) / c.warmup_steps
+        return max(c.min_lr, c.lr * c.lr_decay ** epoch)
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def evaluate(self, model: AcousticModel, xs, ys, texts, batch_size: int = 64) -> dict:
+        model.eval()
+        tot, n, hyps = 0.0, 0, []
+        order = np.argsort([x.shape[0] for x in xs])
+        out_hyps = [None] * len(xs)
+        for s in range(0, len(xs), batch_size):
+            idx = order[s:s + batch_size]
+            X, Y, il, tl = self._pad([xs[i] for i in idx], [ys[i] for i in idx])
+            logits, _ = model.forward(X, il)
+            loss, _ = ctc_loss(logits, Y, il, tl)
+            finite = np.isfinite(loss)
+            tot += float(loss[finite].sum())
+            n += int(finite.sum())
+            lp = log_softmax(logits)
+            for j, i in enumerate(idx):
+                out_hyps[i] = greedy_decode(lp[j, : il[j]], self.alphabet)
+        model.train()
+        acc = float(np.mean([h == t for h, t in zip(out_hyps, texts)])) if texts else float("nan")
+        return {"loss": tot / max(n, 1), "wer": wer(texts, out_hyps), "accuracy": acc}
+
+    # -- run ------------------------------------------------------------------------------------
+    def run(self, *, resume: bool = False) -> dict:
+        from tqdm import tqdm
+
+        c = self.cfg
+        self.prepare()
+        model = AcousticModel(self.fcfg.dim, c.hidden_size, len(self.alphabet), num_layers=c.num_layers,
+                              bidirectional=c.bidirectional, seed=c.seed)
+        opt = Adam(model.params, lr=c.lr, weight_decay=c.weight_decay)
+        state = {"epoch": 0, "step": 0, "best": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
+                 "cpu_seconds": 0.0}
+        if resume and os.path.exists(self.ckpt_path):
+            state = self._load_checkpoint(model, opt)
+        elif os.path.exists(self.log_path) and not resume:
+            os.remove(self.log_path)
+        lengths = np.array([x.shape[0] for x in self.train_x])
+        n_params = model.num_parameters()
+        while state["epoch"] < c.epochs and state["bad_epochs"] < c.patience:
+            epoch = state["epoch"]
+            rng = np.random.default_rng([c.seed, epoch, 1])
+            batches = self._batches(len(self.train_x), lengths, epoch)
+            t0, cpu0 = time.time(), time.process_time()
+            frames, tot_loss, n_utt = 0, 0.0, 0
+            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{c.epochs}", unit="batch", disable=not c.progress)
+            for bidx in bar:
+                xs = [self.train_x[i] for i in bidx]
+                if c.spec_augment:
+                    xs = [spec_augment(x, rng, n_cepstra=self.fcfg.n_mfcc) for x in xs]
+                X, Y, il, tl = self._pad(xs, [self.train_y[i] for i in bidx])
+                model.zero_grad()
+                logits, _ = model.forward(X, il)
+                loss, grad = ctc_loss(logits, Y, il, tl)
+                finite = np.isfinite(loss)
+                B = len(bidx)
+                model.backward(grad / B)
+                clip_grad_norm(model.grads, c.clip)
+                opt.step(model.grads, lr=self._lr(state["step"], epoch))
+                state["step"] += 1
+                frames += int(il.sum())
+                tot_loss += float(loss[finite].sum())
+                n_utt += int(finite.sum())
+                bar.set_postfix(loss=f"{tot_loss / max(n_utt, 1):.3f}", fps=f"{frames / (time.time() - t0):.0f}")
+            bar.close()
+            dev = self.evaluate(model, self.dev_x, self.dev_y, self.dev_texts) if self.dev_x else {}
+            state["cpu_seconds"] += time.process_time() - cpu0
+            rec = {"epoch": epoch + 1, "step": state["step"], "train_loss": tot_loss / max(n_utt, 1),
+                   "lr": self._lr(state["step"], epoch), "seconds": time.time() - t0,
+                   "frames_per_second": frames / (time.time() - t0)}
+            rec.update({f"dev_{k}": v for k, v in dev.items()})
+            state["history"].append(rec)
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            metric = dev.get("loss", rec["train_loss"])
+            if metric < state["best"]:
+                state.update(best=metric, best_epoch=epoch + 1, bad_epochs=0)
+                self._export(model, state, n_params)
+            else:
+                state["bad_epochs"] += 1
+            state["epoch"] = epoch + 1
+            self._save_checkpoint(model, opt, state)
+            self._plot(state["history"])
+            if c.progress:
+                print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}))
+        return state
+
+    def _export(self, model, state, n_params):
+        c = self.cfg
+        training = {"epochs": state["epoch"] + 1, "best_epoch": state["best_epoch"], "parameters": n_params,
+                    "train_utterances": len(self.train_x), "train_audio_hours": round(self.train_audio_seconds / 3600, 3),
+                    "config": {k: v for k, v in dataclasses.asdict(c).items() if k not in ("progress",)},
+                    "dev": {k: v for k, v in (state["history"][-1] if state["history"] else {}).items()}}
+        save_model(self.best_path, model, features=self.fcfg, alphabet=self.alphabet, stats=self.stats,
+                   vocabulary=c.vocabulary or None, training=training, name=c.name)
+
+    def _save_checkpoint(self, model, opt, state):
+        arrays = {f"param/{k}": v for k, v in model.params.items()}
+        arrays.update({f"opt/{k}": v for k, v in opt.state_dict().items()})
+        arrays["state"] = np.frombuffer(json.dumps(state).encode(), np.uint8)
+        tmp = self.ckpt_path + ".tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, self.ckpt_path)
+
+    def _load_checkpoint(self, model, opt):
+        with np.load(self.ckpt_path, allow_pickle=False) as z:
+            for k, v in model.params.items():
+                v[...] = z[f"param/{k}"]
+            opt.load_state_dict({k[4:]: z[k] for k in z.files if k.startswith("opt/")})
+            return json.loads(z["state"].tobytes().decode())
+
+    def _plot(self, history):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        ep = [h["epoch"] for h in history]
+        fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
+        ax[0].plot(ep, [h["train_loss"] for h in history], label="train")
+        if "dev_loss" in history[0]:
+            ax[0].plot(ep, [h["dev_loss"] for h in history], label="dev")
+            ax[1].plot(ep, [h["dev_wer"] for h in history], label="dev WER")
+            ax[1].set_ylim(bottom=0)
+        ax[0].set_xlabel("epoch")
+        ax[0].set_ylabel("CTC loss")
+        ax[0].legend()
+        ax[1].set_xlabel("epoch")
+        ax[1].legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(self.cfg.out_dir, "curve.png"), dpi=80)
+        plt.close(fig)

@@ -1,0 +1,193 @@
+"""Audio to results: ``Model.transcribe``, ``Model.spot``, ``Model.stream`` (bound onto
+:class:`~speechlstm.model.Model`).
+
+Long recordings are cut into segments of at most ``SEGMENT_SECONDS``, each cut placed at the
+quietest 100 ms of the segment's last ``SEGMENT_SEARCH_SECONDS``, and read block by block, so memory
+stays bounded whatever the file's length.  Results are plain JSON-ready dicts.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .audio import load_audio, stream_audio
+from .decoding import BeamSearchDecoder, greedy_decode
+from .errors import ParameterError
+from .features import FeatureStream, extract_features
+from .kws import spot_keywords
+from .nn import log_softmax
+
+SEGMENT_SECONDS = 30.0  # s, longest segment run through the LSTM at once
+SEGMENT_SEARCH_SECONDS = 10.0  # s, where (at the end of a segment) the quietest cut point is sought
+CUT_WINDOW_SECONDS = 0.1  # s, energy window for choosing the cut
+
+__all__ = ["transcribe", "spot", "stream", "log_probs", "iter_segments"]
+
+
+def _cut_point(y: np.ndarray, sr: int) -> int:
+    """Sample index of the quietest window within the last SEGMENT_SEARCH_SECONDS."""
+    win = int(CUT_WINDOW_SECONDS * sr)
+    lo = max(0, y.size - int(SEGMENT_SEARCH_SECONDS * sr))
+    region = y[lo:]
+    n = region.size // win
+    if n < 2:
+        return y.size
+    e = np.square(region[: n * win].astype(np.float64)).reshape(n, win).sum(axis=1)
+    return lo + int(np.argmin(e[1:]) + 1) * win
+
+
+def iter_segments(audio, sr: int) -> Iterator[Tuple[float, np.ndarray]]:
+    """Yield ``(offset_seconds, samples)`` segments of a path or array, in bounded memory."""
+    max_n = int(SEGMENT_SECONDS * sr)
+    if isinstance(audio, np.ndarray):
+        blocks = iter([load_audio(audio, sr=sr)])
+    elif isinstance(audio, (str, os.PathLike)):
+        blocks = stream_audio(audio, sr=sr, block_seconds=10.0)
+    else:
+        raise ParameterError(f"audio must be a path or a float array at {sr} Hz, got {type(audio).__name__}")
+    buf = np.zeros(0, np.float32)
+    offset = 0
+    for block in blocks:
+        buf = np.concatenate([buf, block]) if buf.size else block
+        while buf.size > max_n:
+            cut = _cut_point(buf[:max_n], sr)
+            yield offset / sr, buf[:cut]
+            buf = buf[cut:]
+            offset += cut
+    if buf.size:
+        yield offset / sr, buf
+
+
+def _segment_logp(self, y: np.ndarray) -> np.ndarray:
+    x = extract_features(y, self.features, stats=self.stats)
+    if self.device == "cuda":
+        from .gpu_lstm import gpu_log_probs
+
+        return gpu_log_probs(self.acoustic, x[None])[0]
+    lp, _ = self.acoustic.log_probs(x[None])
+    return lp[0]
+
+
+def log_probs(self, audio) -> Tuple[np.ndarray, float]:
+    """Per-frame log-probabilities ``[T, C]`` of a whole recording and its duration (s)."""
+    sr = self.features.sample_rate
+    parts, dur = [], 0.0
+    for off, y in iter_segments(audio, sr):
+        parts.append(_segment_logp(self, y))
+        dur = off + y.size / sr
+    return np.concatenate(parts), dur
+
+
+def _decoder(self, beam_size, words, hotwords, lm):
+    if words is None:
+        words = self.vocabulary
+    elif isinstance(words, str):
+        words = [w for w in words.replace(",", " ").split() if w]
+    return BeamSearchDecoder(self.alphabet, beam_width=beam_size, words=words or None, hotwords=hotwords, lm=lm)
+
+
+def _segment_result(dec, lp, offset, period) -> dict:
+    beams = dec.decode_beams(lp, n_best=1) if lp.shape[0] else []
+    if not beams:
+        return {"start": round(offset, 3), "end": round(offset + lp.shape[0] * period, 3), "text": "", "words": []}
+    b = beams[0]
+    words = [{"word": w.word, "start": round(offset + w.start_frame * period, 3),
+              "end": round(offset + w.end_frame * period, 3), "confidence": round(w.confidence, 4)} for w in b.words]
+    return {"start": round(offset + (b.words[0].start_frame * period if b.words else 0.0), 3),
+            "end": round(offset + (b.words[-1].end_frame * period if b.words else lp.shape[0] * period), 3),
+            "text": b.text, "words": words}
+
+
+def transcribe(self, audio, *, beam_size: int = 16, words=None, hotwords=None, lm=None) -> dict:
+    """Transcribe a recording.
+
+    Parameters
+    ----------
+    audio : str, os.PathLike or np.ndarray [shape=(n,)] float at the model's rate (16 kHz)
+    beam_size : int
+    words : list of str, comma-separated str, [] or None
+        allowed words; None means the model's own vocabulary (if it has one), [] means any text.
+    hotwords : dict, list or None
+        ``{"word": boost}`` or ``["word:boost", ...]``.
+    lm : WordLM or None
+
+    Returns
+    -------
+    dict
+        ``{"text", "duration", "segments": [{"start", "end", "text", "words": [{"word", "start",
+        "end", "confidence"}]}]}`` — times in seconds.
+    """
+    dec = _decoder(self, beam_size, words, hotwords, lm)
+    sr = self.features.sample_rate
+    period = float(self.features.frame_period)
+    segments, dur = [], 0.0
+    for off, y in iter_segments(audio, sr):
+        lp = _segment_logp(self, y)
+        seg = _segment_result(dec, lp, off, period)
+        if seg["text"]:
+            segments.append(seg)
+        dur = off + y.size / sr
+    return {"text": " ".join(s["text"] for s in segments), "duration": round(dur, 3), "segments": segments}
+
+
+def spot(self, audio, keywords: Sequence[str], *, threshold: float = 0.5) -> List[dict]:
+    """Find keywords: a list of ``{"keyword", "start", "end", "score"}`` (seconds, score in [0, 1])."""
+    if isinstance(keywords, str):
+        keywords = [k for k in keywords.split(",") if k.strip()]
+    if not keywords:
+        raise ParameterError("no keywords given")
+    sr = self.features.sample_rate
+    period = float(self.features.frame_period)
+    out = []
+    for off, y in iter_segments(audio, sr):
+        for r in spot_keywords(_segment_logp(self, y), keywords, self.alphabet, threshold=threshold,
+                               frame_period=period):
+            r["start"] = round(r["start"] + off, 3)
+            r["end"] = round(r["end"] + off, 3)
+            out.append(r)
+    return out
+
+
+class Stream:
+    """Live recognition for unidirectional models: ``feed(samples)`` returns the partial result,
+    ``finish()`` the final one (same shape as ``transcribe``'s)."""
+
+    def __init__(self, model, *, beam_size: int = 16, words=None, hotwords=None, lm=None):
+        if not model.streaming:
+            raise ParameterError(f"{model.name}: streaming needs a unidirectional model; this one is bidirectional")
+        if model.features.cmvn == "utterance":
+            raise ParameterError(f"{model.name}: streaming needs global or no CMVN; this model uses per-utterance CMVN")
+        self.model = model
+        self.features = FeatureStream(model.features, stats=model.stats)
+        self.state = None
+        self.logp: List[np.ndarray] = []
+        self.n_samples = 0
+        self.decoder = _decoder(model, beam_size, words, hotwords, lm)
+
+    def _run(self, x):
+        if x.shape[0] == 0:
+            return
+        z, self.state = self.model.acoustic.forward(x[None], state=self.state)
+        self.logp.append(log_softmax(z)[0])
+
+    def feed(self, samples: np.ndarray) -> dict:
+        y = np.asarray(samples, np.float32).reshape(-1)
+        self.n_samples += y.size
+        self._run(self.features.accept(y))
+        lp = np.concatenate(self.logp) if self.logp else np.zeros((0, len(self.model.alphabet)), np.float32)
+        return {"text": greedy_decode(lp, self.model.alphabet), "final": False,
+                "duration": round(self.n_samples / self.model.features.sample_rate, 3)}
+
+    def finish(self) -> dict:
+        self._run(self.features.finish())
+        lp = np.concatenate(self.logp) if self.logp else np.zeros((0, len(self.model.alphabet)), np.float32)
+        seg = _segment_result(self.decoder, lp, 0.0, float(self.model.features.frame_period))
+        return {"text": seg["text"], "duration": round(self.n_samples / self.model.features.sample_rate, 3),
+                "segments": [seg] if seg["text"] else [], "final": True}
+
+
+def stream(self, **kw) -> Stream:
+    """A :class:`Stream` for live audio (unidirectional models only)."""
+    return Stream(self, **kw)
