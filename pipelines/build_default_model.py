@@ -71,7 +71,7 @@ def noise_clips(work, rows, seed, n=150):
     out = []
     for i in range(n):
         y = (pink_noise if i % 2 else white_noise)(16000, rng) * float(10 ** rng.uniform(-3.5, -1))
-        p = os.path.join(d, f"noise_{i:04d}.wav")
+        p = os.path.abspath(os.path.join(d, f"noise_{i:04d}.wav"))
         sf.write(p, np.clip(y, -1, 1), 16000, subtype="PCM_16")
         out.append({"path": p, "text": "", "speaker": f"noise-{i}", "duration": 1.0})
     return out

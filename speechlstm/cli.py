@@ -58,5 +58,234 @@ def features(file, out, cmvn, stack, subsample):
     click.echo(f"{file}: {arr.shape[0]} frames x {arr.shape[1]} features -> {out}")
 
 
+def _read_words(words, words_file):
+    out = []
+    if words:
+        out += [w.strip() for w in words.split(",") if w.strip()]
+    if words_file:
+        try:
+            with open(words_file, encoding="utf-8") as f:
+                out += [w.strip() for line in f for w in line.replace(",", " ").split() if w.strip()]
+        except OSError as exc:
+            raise click.ClickException(f"{words_file}: {exc.strerror}") from None
+    return out or None
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--model", "model_name", default=None, help="Model name or .npz path (default: the shipped model).")
+@click.option("--format", "fmt", type=click.Choice(["txt", "json", "srt", "vtt", "tsv"]), default="txt", show_default=True)
+@click.option("--output-dir", type=click.Path(file_okay=False), help="Write <name>.<format> files here.")
+@click.option("--beam-size", default=16, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--words", help="Comma-separated allowed words (default: the model's vocabulary).")
+@click.option("--words-file", type=click.Path(dir_okay=False), help="File of allowed words.")
+@click.option("--any-text", is_flag=True, help="Do not restrict output to the model's vocabulary.")
+@click.option("--hotword", "hotwords", multiple=True, metavar="WORD:BOOST", help="Boost a word (repeatable).")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
+@click.pass_context
+def transcribe(ctx, files, model_name, fmt, output_dir, beam_size, words, words_file, any_text, hotwords, device):
+    """Transcribe audio FILES (one model load for all; a bad file is reported and skipped)."""
+    import os
+
+    from .formats import format_result
+    from .model import load_model
+
+    model = load_model(model_name, device=device)
+    allowed = [] if any_text else _read_words(words, words_file)
+    failed = 0
+    for path in files:
+        try:
+            result = model.transcribe(path, beam_size=beam_size, words=allowed, hotwords=list(hotwords) or None)
+        except (SpeechLSTMError, OSError, MemoryError) as exc:
+            if ctx.meta.get("speechlstm.debug"):
+                raise
+            failed += 1
+            msg = str(exc).strip().splitlines()[0]
+            if not msg.startswith(path):
+                msg = f"{path}: {msg}"
+            click.echo(f"speechlstm: error: {msg}", err=True)
+            continue
+        text = format_result(result, fmt)
+        if output_dir:
+            os.makedirs(output_dir, exist_ok=True)
+            stem = os.path.splitext(os.path.basename(path))[0]
+            out = os.path.join(output_dir, f"{stem}.{fmt}")
+            with open(out, "w", encoding="utf-8") as f:
+                f.write(text)
+        elif fmt == "txt" and len(files) > 1:
+            click.echo(f"{path}\t{result['text']}")
+        else:
+            click.echo(text, nl=False)
+    if failed:
+        ctx.exit(1)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--keywords", help="Comma-separated keywords (any text).")
+@click.option("--keywords-file", type=click.Path(dir_okay=False), help="File with one keyword per line.")
+@click.option("--out", "out_csv", required=True, type=click.Path(dir_okay=False), help="Results CSV.")
+@click.option("--model", "model_name", default=None, help="Model name or path.")
+@click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256))
+@click.option("--resume", is_flag=True, help="Skip files already in the results CSV.")
+@click.option("--dask", "dask_address", help="Run on Dask: 'local' or tcp://HOST:PORT.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def spot(ctx, paths, keywords, keywords_file, out_csv, model_name, threshold, workers, resume, dask_address, device, quiet):
+    """Keyword spotting over PATHS (files, folders, globs or manifests) into a resumable CSV."""
+    import json
+
+    from .batch import SpotJob, spot_files
+    from .model import load_model, _resolve
+
+    kws = _read_words(keywords, None) or []
+    if keywords_file:
+        try:
+            with open(keywords_file, encoding="utf-8") as f:
+                kws += [line.strip() for line in f if line.strip()]
+        except OSError as exc:
+            raise click.ClickException(f"{keywords_file}: {exc.strerror}") from None
+    if not kws:
+        raise click.UsageError("give --keywords or --keywords-file")
+    model_path = _resolve(model_name)
+    m = load_model(model_path, device=device)  # fail fast on a bad model, before any worker starts
+    for k in kws:
+        m.alphabet.encode(k)
+    job = SpotJob(model_path, kws, threshold, device)
+    if dask_address:
+        from .distributed import dask_spot_files
+
+        summary = dask_spot_files(job, paths, out_csv, address=dask_address, workers=workers, resume=resume,
+                                  progress=not quiet)
+    else:
+        summary = spot_files(job, paths, out_csv, workers=workers, resume=resume, progress=not quiet)
+    for f in summary["failures"]:
+        click.echo(f"speechlstm: error: {f['error'] if f['error'].startswith(f['path']) else f['path'] + ': ' + f['error']}",
+                   err=True)
+    short = {k: summary[k] for k in ("files", "skipped_done", "processed", "failed", "detections")}
+    short["audio_hours_per_minute"] = round(summary["audio_hours_per_minute"], 4)
+    click.echo(json.dumps(short), err=True)
+    if summary["failed_total"]:
+        ctx.exit(1)
+
+
+@main.command()
+@click.option("--model", "model_name", default=None, help="Model name or path.")
+@click.option("--data", required=True, help="Manifest (.jsonl/.csv) or corpus folder.")
+@click.option("--task", type=click.Choice(["transcribe", "kws", "classify"]), required=True)
+@click.option("--report", "report_dir", required=True, type=click.Path(file_okay=False), help="Report folder.")
+@click.option("--beam-size", default=16, show_default=True)
+@click.option("--keywords", help="Keywords for --task kws (default: every word of the references).")
+@click.option("--limit", type=int, help="Evaluate only the first N utterances.")
+def evaluate(model_name, data, task, report_dir, beam_size, keywords, limit):
+    """Evaluate a model: WER/CER, 12-class accuracy + confusion, KWS DET, real-time factor."""
+    import json
+
+    from .data import read_any
+    from .evaluate import evaluate as run_eval, write_report
+    from .model import load_model
+
+    model = load_model(model_name)
+    rows = read_any(data)[: limit or None]
+    kws = [k.strip() for k in keywords.split(",")] if keywords else None
+    res = run_eval(model, rows, task, beam_size=beam_size, keywords=kws)
+    paths = write_report(res, report_dir)
+    keys = ("utterances", "wer", "cer", "accuracy", "rtf", "miss_rate_at_0.5_fa_per_hour")
+    click.echo(json.dumps({k: res[k] for k in keys if k in res}))
+    click.echo(f"report: {paths['md']}")
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="Training config (TOML).")
+@click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.")
+def train(config_path, resume):
+    """Train a model from a TOML config (see README); writes model.npz, log.jsonl, curve.png."""
+    from .train import Trainer, load_config
+
+    cfg = load_config(config_path)
+    state = Trainer(cfg).run(resume=resume)
+    click.echo(f"best dev loss {state['best']:.4f} at epoch {state['best_epoch']}; model: {cfg.out_dir}/model.npz")
+
+
+@main.command()
+@click.option("--texts", "texts_file", type=click.Path(dir_okay=False), help="File with one text per line.")
+@click.option("--words", help="Comma-separated texts to render.")
+@click.option("--repeat", default=1, show_default=True, help="Renders per text (each with a random voice).")
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False))
+@click.option("--manifest", required=True, type=click.Path(dir_okay=False), help="Output manifest (.jsonl).")
+@click.option("--voices", "n_voices", default=100, show_default=True, help="Size of the random voice pool.")
+@click.option("--engine", type=click.Choice(["both", "espeak-ng", "flite"]), default="both", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--workers", default=2, show_default=True)
+def synth(texts_file, words, repeat, out_dir, manifest, n_voices, engine, seed, workers):
+    """Render texts with espeak-ng / flite voices (accents, variants, speeds, pitches) into a manifest."""
+    from .data import write_manifest
+    from .synth import espeak_voices, flite_voices, synthesize
+
+    texts = [w.strip() for w in (words or "").split(",") if w.strip()]
+    if texts_file:
+        with open(texts_file, encoding="utf-8") as f:
+            texts += [line.strip() for line in f if line.strip()]
+    if not texts:
+        raise click.UsageError("give --texts or --words")
+    kw = {}
+    if engine == "espeak-ng":
+        kw["flite_names"] = []
+    elif engine == "flite":
+        kw["espeak_accents"] = []
+    rows = synthesize([t for t in texts for _ in range(repeat)], out_dir, seed=seed, n_voices=n_voices,
+                      workers=workers, **kw)
+    write_manifest(rows, manifest)
+    click.echo(f"{len(rows)} utterances -> {manifest}")
+
+
+@main.command()
+@click.argument("model", required=False)
+@click.option("--json", "as_json", is_flag=True)
+def info(model, as_json):
+    """Show what a model file holds (default: the shipped model)."""
+    import json
+
+    from .model import load_model
+
+    m = load_model(model)
+    d = m.info()
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    a = d["architecture"]
+    click.echo(f"model:        {d['name']} ({d['path']})")
+    click.echo(f"architecture: {a['num_layers']} x LSTM({a['hidden_size']}, "
+               f"{'bidirectional' if a['bidirectional'] else 'unidirectional'}) -> Dense({a['num_classes']}); "
+               f"{d['parameters']:,} parameters")
+    f = d["features"]
+    click.echo(f"features:     {f['n_mfcc']} MFCC + {f['delta_order']} deltas, {f['n_mels']} mels, "
+               f"{f['win_ms']}/{f['hop_ms']} ms, stack {f['stack']}, subsample {f['subsample']}, cmvn {f['cmvn']}")
+    click.echo(f"alphabet:     {d['alphabet']!r}")
+    click.echo(f"vocabulary:   {' '.join(d['vocabulary']) if d['vocabulary'] else '(any text)'}")
+    click.echo(f"streaming:    {'yes' if d['streaming'] else 'no'}")
+    for k, v in (d.get("metrics") or {}).items():
+        click.echo(f"metric:       {k} = {v}")
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="Base training config.")
+@click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2", help="Values to try (repeatable).")
+@click.option("--random", "n_random", type=int, default=0, help="Random search: this many draws from the grid.")
+@click.option("--epochs", type=int, default=3, show_default=True, help="Epochs per trial.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--seed", default=0, show_default=True)
+def tune(config_path, grid, n_random, epochs, out_dir, seed):
+    """Hyper-parameter search: short runs ranked on the dev set (results.csv + results.md)."""
+    from .train import load_config
+    from .tune import parse_grid, run_search
+
+    base = load_config(config_path)
+    rows = run_search(base, parse_grid(grid), out_dir, epochs=epochs, n_random=n_random, seed=seed)
+    click.echo(open(f"{out_dir}/results.md").read())
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

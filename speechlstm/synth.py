@@ -138,7 +138,7 @@ def synthesize(texts: Sequence[str], out_dir: str, *, voices: Optional[Sequence[
     for i, text in enumerate(texts):
         v = pool[int(rng.integers(len(pool)))]
         key = hashlib.sha1(f"{text}|{v.speaker}".encode()).hexdigest()[:16]
-        jobs.append((text, v, os.path.join(out_dir, f"{key}.wav")))
+        jobs.append((text, v, os.path.abspath(os.path.join(out_dir, f"{key}.wav"))))
 
     def one(job):
         text, v, path = job

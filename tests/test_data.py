@@ -1,0 +1,90 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechlstm import DataError
+from speechlstm.data import (read_any, read_csv, read_fsdd, read_kaldi, read_librispeech, read_manifest,
+                             read_speech_commands, read_text_pairs, split_by_speaker, write_manifest)
+
+from conftest import tone
+
+
+def _wav(p, seconds=0.3, sr=16000):
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    sf.write(p, tone(seconds, sr=sr), sr)
+    return p
+
+
+def test_speech_commands_layout(tmp_path):
+    _wav(str(tmp_path / "yes" / "abc123_nohash_0.wav"))
+    _wav(str(tmp_path / "_unknown_" / "backward_def456_nohash_1.wav"))
+    _wav(str(tmp_path / "_silence_" / "0007.wav"), 1.0)
+    rows = read_speech_commands(str(tmp_path))
+    by_label = {r["label"]: r for r in rows}
+    assert by_label["yes"]["text"] == "yes" and by_label["yes"]["speaker"] == "abc123"
+    assert by_label["_unknown_"]["text"] == "backward" and by_label["_unknown_"]["speaker"] == "def456"
+    assert by_label["_silence_"]["text"] == "" and by_label["_silence_"]["duration"] == pytest.approx(1.0)
+    assert read_any(str(tmp_path)) == rows
+
+
+def test_fsdd_and_text_pairs_and_csv(tmp_path):
+    _wav(str(tmp_path / "fsdd" / "7_jackson_3.wav"), sr=8000)
+    rows = read_fsdd(str(tmp_path / "fsdd"))
+    assert rows[0]["text"] == "seven" and rows[0]["speaker"] == "jackson"
+    _wav(str(tmp_path / "arctic" / "a1.flac"))
+    (tmp_path / "arctic" / "a1.txt").write_text("Author of the danger trail, Philip Steels, etc.\n")
+    rows = read_text_pairs(str(tmp_path / "arctic"), speaker="cathy")
+    assert rows[0]["text"] == "author of the danger trail philip steels etc" and rows[0]["speaker"] == "cathy"
+    (tmp_path / "m.csv").write_text("path,text,speaker\narctic/a1.flac,Go 2!,s1\n")
+    rows = read_csv(str(tmp_path / "m.csv"))
+    assert rows[0]["text"] == "go two" and rows[0]["path"].endswith("a1.flac")
+    (tmp_path / "bad.csv").write_text("file,words\n")
+    with pytest.raises(DataError, match="'path' and 'text'"):
+        read_csv(str(tmp_path / "bad.csv"))
+
+
+def test_librispeech_and_kaldi(tmp_path):
+    d = tmp_path / "libri" / "19" / "198"
+    _wav(str(d / "19-198-0001.flac"))
+    (d / "19-198.trans.txt").write_text("19-198-0001 NORTHANGER ABBEY\n")
+    rows = read_librispeech(str(tmp_path / "libri"))
+    assert rows[0]["text"] == "northanger abbey" and rows[0]["speaker"] == "19"
+    k = tmp_path / "kaldi"
+    k.mkdir()
+    _wav(str(k / "u1.wav"))
+    (k / "wav.scp").write_text(f"spk1-u1 {k / 'u1.wav'}\n")
+    (k / "text").write_text("spk1-u1 HELLO THERE\n")
+    (k / "utt2spk").write_text("spk1-u1 spk1\n")
+    rows = read_kaldi(str(k))
+    assert rows[0]["text"] == "hello there" and rows[0]["speaker"] == "spk1"
+    (k / "wav.scp").write_text("spk1-u1 sox x.wav -t wav - |\n")
+    with pytest.raises(DataError, match="pipe"):
+        read_kaldi(str(k))
+
+
+def test_manifest_round_trip_relative_paths(tmp_path):
+    _wav(str(tmp_path / "a.wav"))
+    p = str(tmp_path / "m.jsonl")
+    write_manifest([{"path": "a.wav", "text": "yes", "speaker": "x", "duration": 0.3}], p)
+    rows = read_manifest(p)
+    assert rows[0]["path"] == str(tmp_path / "a.wav")
+    (tmp_path / "broken.jsonl").write_text("{not json\n")
+    with pytest.raises(DataError, match="broken.jsonl:1"):
+        read_manifest(str(tmp_path / "broken.jsonl"))
+    with pytest.raises(DataError, match="no such directory"):
+        read_fsdd(str(tmp_path / "nope"))
+
+
+def test_split_by_speaker_is_disjoint_and_stable():
+    rows = [{"path": f"{i}.wav", "text": "", "speaker": f"s{i % 50}"} for i in range(500)]
+    a = split_by_speaker(rows, test=0.2, dev=0.1)
+    b = split_by_speaker(rows, test=0.2, dev=0.1)
+    assert a == b
+    spk = {k: {r["speaker"] for r in v} for k, v in a.items()}
+    assert not (spk["train"] & spk["test"]) and not (spk["train"] & spk["dev"]) and not (spk["dev"] & spk["test"])
+    assert 0.05 < len(a["test"]) / 500 < 0.4
+    c = split_by_speaker(rows, test_speakers=["s3"])
+    assert {r["speaker"] for r in c["test"]} == {"s3"}

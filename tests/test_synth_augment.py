@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from speechlstm import augment as A
+from speechlstm.synth import Voice, render, synthesize, voice_pool
+
+
+def test_espeak_and_flite_render_and_are_deterministic(tmp_path):
+    rng = np.random.default_rng(0)
+    voices = voice_pool(rng, 8)
+    assert {v.engine for v in voices} == {"espeak-ng", "flite"}
+    rows = synthesize(["go left", "seven"] * 3, str(tmp_path / "a"), voices=voices, seed=3, workers=2, progress=False)
+    rows2 = synthesize(["go left", "seven"] * 3, str(tmp_path / "b"), voices=voices, seed=3, workers=2, progress=False)
+    assert [r["speaker"] for r in rows] == [r["speaker"] for r in rows2]
+    from speechlstm import load_audio
+
+    for r, r2 in zip(rows, rows2):
+        assert r["duration"] > 0.2
+        assert np.array_equal(load_audio(r["path"]), load_audio(r2["path"]))
+    for v in [Voice("espeak-ng", "en-gb-scotland", "f3", 1.2, 0.8), Voice("flite", "slt", "", 0.9, 1.2)]:
+        p = render("stop", v, str(tmp_path / f"{v.engine}.wav"))
+        assert load_audio(p).size > 1000
+
+
+def test_waveform_augmentations():
+    rng = np.random.default_rng(0)
+    y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
+    noisy = A.add_noise(y, A.white_noise(8000, rng), 10.0, rng)
+    snr = 10 * np.log10(np.mean(y ** 2) / np.mean((noisy - y) ** 2))
+    assert snr == pytest.approx(10.0, abs=0.5)
+    p = A.pink_noise(1 << 14, rng)
+    spec = np.abs(np.fft.rfft(p)) ** 2
+    assert spec[10:100].mean() > 5 * spec[1000:4000].mean()  # falls with frequency
+    assert A.speed_perturb(y, 1.25).size == pytest.approx(16000 / 1.25, abs=2)
+    tel = A.telephone(y)
+    assert tel.size == y.size
+    t = np.fft.rfft(A.telephone(A.white_noise(16000, rng)))
+    f = np.fft.rfftfreq(16000, 1 / 16000)
+    assert np.abs(t[f > 4500]).mean() < 0.05 * np.abs(t[(f > 500) & (f < 3000)]).mean()
+    r = A.reverb(y, rng)
+    assert r.shape == y.shape and np.all(np.isfinite(r))
+    assert np.allclose(A.gain(y, -6.0), y * 10 ** (-6 / 20), atol=1e-6)
+
+
+def test_augmenter_and_spec_augment_deterministic():
+    y = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    aug = A.Augmenter(noise_clips=[np.ones(100, np.float32) * 0.01])
+    a = aug(y, np.random.default_rng(5))
+    b = aug(y, np.random.default_rng(5))
+    assert np.array_equal(a, b)
+    x = np.ones((50, 117), np.float32)
+    m = A.spec_augment(x, np.random.default_rng(1), time_masks=2, max_time=5, feature_masks=2, max_features=3, n_cepstra=13)
+    assert np.array_equal(m, A.spec_augment(x, np.random.default_rng(1), time_masks=2, max_time=5, feature_masks=2,
+                                            max_features=3, n_cepstra=13))
+    zero_cols = np.where((m == 0).all(axis=0))[0]
+    assert zero_cols.size % 9 == 0  # same band in each of 3 stacked copies x 3 delta groups
+    assert (m == 0).any() and x.all()  # input untouched

@@ -1,0 +1,133 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from speechlstm import DataError, ModelError, ParameterError
+from speechlstm.data import write_manifest
+from speechlstm.model import load_model, read_model_file
+from speechlstm.synth import synthesize, voice_pool
+from speechlstm.train import TrainConfig, Trainer, load_config
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    voices = voice_pool(rng, 6, flite_share=0.3)
+    texts = ["yes", "no", "go", "stop", "yes no", "go stop"] * 5
+    rows = synthesize(texts, str(d / "wav"), voices=voices, seed=1, workers=2, progress=False)
+    train = write_manifest(rows[:24], str(d / "train.jsonl"))
+    dev = write_manifest(rows[24:], str(d / "dev.jsonl"))
+    return d, train, dev
+
+
+def _cfg(d, train, dev, out, **kw):
+    base = dict(train=[train], dev=[dev], out_dir=str(out), cache_dir=str(d / "cache"), hidden_size=16,
+                num_layers=1, epochs=2, batch_size=8, lr=5e-3, warmup_steps=2, workers=1, progress=False,
+                vocabulary=["yes", "no", "go", "stop"], augment_copies=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_learns_and_writes_everything(tiny_corpus, tmp_path):
+    d, train, dev = tiny_corpus
+    state = Trainer(_cfg(d, train, dev, tmp_path / "run", epochs=4)).run()
+    hist = state["history"]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    for f in ("model.npz", "checkpoint.npz", "log.jsonl", "curve.png"):
+        assert os.path.exists(tmp_path / "run" / f)
+    log = [json.loads(l) for l in open(tmp_path / "run" / "log.jsonl")]
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4] and "dev_wer" in log[0] and log[0]["frames_per_second"] > 0
+    m = load_model(str(tmp_path / "run" / "model.npz"))
+    assert m.vocabulary == ["yes", "no", "go", "stop"] and m.meta["training"]["parameters"] > 0
+
+
+def test_resume_is_bit_identical(tiny_corpus, tmp_path):
+    d, train, dev = tiny_corpus
+    Trainer(_cfg(d, train, dev, tmp_path / "a", epochs=2)).run()
+    Trainer(_cfg(d, train, dev, tmp_path / "b", epochs=1)).run()
+    Trainer(_cfg(d, train, dev, tmp_path / "b", epochs=2)).run(resume=True)
+    with np.load(tmp_path / "a" / "checkpoint.npz") as za, np.load(tmp_path / "b" / "checkpoint.npz") as zb:
+        assert sorted(za.files) == sorted(zb.files)
+        for k in za.files:
+            if k != "state":
+                assert np.array_equal(za[k], zb[k]), k
+    la = [json.loads(l)["train_loss"] for l in open(tmp_path / "a" / "log.jsonl")]
+    lb = [json.loads(l)["train_loss"] for l in open(tmp_path / "b" / "log.jsonl")]
+    assert la == lb
+
+
+def test_global_cmvn_model_streams(tiny_corpus, tmp_path):
+    d, train, dev = tiny_corpus
+    Trainer(_cfg(d, train, dev, tmp_path / "u", epochs=1, bidirectional=False, features={"cmvn": "global"})).run()
+    m = load_model(str(tmp_path / "u" / "model.npz"))
+    assert m.stats is not None and m.streaming
+    from speechlstm import load_audio
+    from speechlstm.data import read_manifest
+
+    y = load_audio(read_manifest(dev)[0]["path"])
+    s = m.stream()
+    for i in range(0, y.size, 1600):
+        part = s.feed(y[i:i + 1600])
+        assert part["final"] is False
+    fin = s.finish()
+    lp_whole, _ = m.log_probs(y)
+    assert fin["text"] == m.transcribe(y)["text"]
+    assert lp_whole.shape[0] == m.features.n_frames(y.size)
+
+
+def test_config_file_and_errors(tiny_corpus, tmp_path):
+    d, train, dev = tiny_corpus
+    p = tmp_path / "c.toml"
+    p.write_text(f'[data]\ntrain = ["{train}"]\ndev = "{dev}"\nout_dir = "out"\n[model]\nhidden_size = 8\n'
+                 f'[train]\nepochs = 1\n[features]\ncmvn = "none"\n')
+    cfg = load_config(str(p))
+    assert cfg.hidden_size == 8 and cfg.dev == [dev] and cfg.out_dir == str(tmp_path / "out")
+    assert cfg.features == {"cmvn": "none"}
+    p.write_text("[train]\nepochz = 3\n")
+    with pytest.raises(ParameterError, match="epochz"):
+        load_config(str(p))
+    p.write_text("not = [toml\n")
+    with pytest.raises(DataError, match="TOML"):
+        load_config(str(p))
+
+
+def test_model_file_tamper_and_truncation(tiny_corpus, tmp_path):
+    d, train, dev = tiny_corpus
+    Trainer(_cfg(d, train, dev, tmp_path / "m", epochs=1)).run()
+    path = str(tmp_path / "m" / "model.npz")
+    meta, params, _ = read_model_file(path)
+    assert meta["format"] == "speechlstm-model" and "lstm.weight_ih_l0" in params
+    data = open(path, "rb").read()
+    # flip one byte inside a stored weight array
+    i = data.index(b"NUMPY", 200) + 300
+    bad = tmp_path / "tampered.npz"
+    bad.write_bytes(data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:])
+    with pytest.raises(ModelError, match="tampered.npz"):
+        load_model(str(bad))
+    cut = tmp_path / "truncated.npz"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="truncated.npz: not a readable model file"):
+        load_model(str(cut))
+    with pytest.raises(ModelError, match="no such model"):
+        load_model("no-such-model-name")
+    txt = tmp_path / "x.npz"
+    txt.write_text("hello")
+    with pytest.raises(ModelError, match="x.npz"):
+        load_model(str(txt))
+
+
+def test_tune_writes_ranked_tables(tiny_corpus, tmp_path):
+    from speechlstm.tune import parse_grid, run_search
+
+    d, train, dev = tiny_corpus
+    rows = run_search(_cfg(d, train, dev, tmp_path / "t"), parse_grid(["hidden_size=8,16"]), str(tmp_path / "t"),
+                      epochs=1)
+    assert len(rows) == 2 and all(r["parameters"] > 0 and r["cpu_s_per_audio_s"] > 0 for r in rows)
+    md = open(tmp_path / "t" / "results.md").read()
+    assert "dev_wer" in md and "cpu_s_per_audio_s" in md
+    assert open(tmp_path / "t" / "results.csv").readline().startswith("rank,trial,hidden_size")
+    with pytest.raises(ParameterError, match="cannot tune"):
+        parse_grid(["colour=1,2"])
