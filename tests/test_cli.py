@@ -1,0 +1,142 @@
+"""The user's surface: speechlstm transcribe / spot / info / evaluate, bad inputs, formats."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from speechlstm.cli import main
+
+from conftest import tone
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SAMPLES = os.path.join(os.path.dirname(HERE), "audio_samples")
+
+
+def run_cli(*args, timeout=300):
+    """The installed command in a subprocess: real exit codes and real stderr."""
+    return subprocess.run([sys.executable, "-m", "speechlstm", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory):
+    """name -> (path, expected error fragment or None when the file must work)."""
+    d = tmp_path_factory.mktemp("inputs")
+    f = {}
+    f["missing"] = (str(d / "missing.wav"), "no such file")
+    (d / "folder.wav").mkdir()
+    f["directory"] = (str(d / "folder.wav"), "is a directory")
+    (d / "empty.wav").write_bytes(b"")
+    f["empty file"] = (str(d / "empty.wav"), "empty file")
+    sf.write(str(d / "zero.wav"), np.zeros(0, np.float32), 16000, subtype="PCM_16")
+    f["0-sample WAV"] = (str(d / "zero.wav"), "no audio samples")
+    good = d / "good.wav"
+    sf.write(str(good), tone(0.5), 16000, subtype="PCM_16")
+    (d / "truncated.wav").write_bytes(good.read_bytes()[:30])
+    f["truncated WAV"] = (str(d / "truncated.wav"), "not a readable audio file|no audio samples")
+    (d / "random.wav").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    f["random bytes"] = (str(d / "random.wav"), "not a readable audio file")
+    (d / "notes.txt").write_text("hello world\n" * 50)
+    f["text file"] = (str(d / "notes.txt"), "not a readable audio file")
+    y = tone(0.5)
+    y[10] = np.nan
+    sf.write(str(d / "nan.wav"), y, 16000, subtype="FLOAT")
+    f["NaN samples"] = (str(d / "nan.wav"), "NaN or infinite")
+    sf.write(str(d / "one.wav"), np.array([0.1], np.float32), 16000)
+    f["1 sample"] = (str(d / "one.wav"), None)
+    sf.write(str(d / "multi.wav"), np.stack([tone(0.5, sr=96000)] * 8, axis=1), 96000, subtype="PCM_24")
+    f["8 channels at 96 kHz"] = (str(d / "multi.wav"), None)
+    sp = d / "a name with spaces – ünïcødé 声.wav"
+    sf.write(str(sp), tone(0.5), 16000)
+    f["spaces and non-ASCII"] = (str(sp), None)
+    return f
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "empty file", "0-sample WAV", "truncated WAV",
+                                  "random bytes", "text file", "NaN samples", "1 sample", "8 channels at 96 kHz",
+                                  "spaces and non-ASCII"])
+def test_transcribe_bad_and_odd_inputs(bad_inputs, case):
+    import re
+
+    path, err = bad_inputs[case]
+    r = run_cli("transcribe", path)
+    if err is None:
+        assert r.returncode == 0, r.stderr
+        assert "Traceback" not in r.stderr
+    else:
+        assert r.returncode == 1
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1, r.stderr
+        assert lines[0].startswith(f"speechlstm: error: {path}: ")
+        assert re.search(err, lines[0])
+
+
+def test_unreadable_file_cli(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    p = tmp_path / "locked.wav"
+    sf.write(str(p), tone(0.3), 16000)
+    os.chmod(p, 0)
+    cmd = [sys.executable, "-m", "speechlstm", "transcribe", str(p)]
+    if os.geteuid() == 0:  # root reads everything: drop the capabilities that bypass permissions
+        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] + cmd
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"speechlstm: error: {p}: permission denied"
+
+
+def test_batch_goes_on_after_a_bad_file(bad_inputs):
+    good = bad_inputs["1 sample"][0]
+    r = run_cli("transcribe", bad_inputs["random bytes"][0], good, bad_inputs["missing"][0])
+    assert r.returncode == 1
+    assert len(r.stderr.strip().splitlines()) == 2
+    assert good in r.stdout  # the good file in the middle was transcribed
+
+
+def test_debug_shows_traceback(bad_inputs):
+    r = run_cli("--debug", "transcribe", bad_inputs["random bytes"][0])
+    assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_two_hour_file_in_bounded_memory(tmp_path):
+    """A 2-hour file is transcribed segment by segment; peak memory stays far below the file."""
+    p = tmp_path / "two_hours.wav"
+    sr = 16000
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(str(p), "w", sr, 1, "PCM_16") as f:
+        for _ in range(240):  # 240 x 30 s
+            f.write((0.003 * rng.standard_normal(sr * 30)).astype(np.float32))
+    r = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "speechlstm", "transcribe", str(p),
+                        "--format", "json"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import json
+
+    res = json.loads(r.stdout)
+    assert res["duration"] == pytest.approx(7200, abs=0.1)
+    rss_kb = int([l for l in r.stderr.splitlines() if "Maximum resident" in l][0].split()[-1])
+    assert rss_kb < 1_000_000, rss_kb  # the audio alone would be 460 MB as float32
+
+
+def test_info_and_formats(tmp_path):
+    r = CliRunner().invoke(main, ["info"])
+    assert r.exit_code == 0 and "parameters" in r.output and "vocabulary" in r.output
+    wav = os.path.join(SAMPLES, "go_left_stop.wav")
+    out = tmp_path / "out"
+    for fmt in ("txt", "json", "srt", "vtt", "tsv"):
+        r = CliRunner().invoke(main, ["transcribe", wav, "--format", fmt, "--output-dir", str(out)])
+        assert r.exit_code == 0, r.output
+    import srt
+    import webvtt
+
+    subs = list(srt.parse(open(out / "go_left_stop.srt").read()))
+    vtt = list(webvtt.read(str(out / "go_left_stop.vtt")))
+    text = open(out / "go_left_stop.txt").read().strip()
+    assert " ".join(s.content for s in subs) == text == " ".join(c.text for c in vtt)
+    if text:
+        assert subs[0].start.total_seconds() >= 0 and subs[-1].end > subs[0].start
+    assert open(out / "go_left_stop.tsv").readline() == "start\tend\ttext\n"
