@@ -16,14 +16,24 @@ def cuda_available() -> bool:
         return False
 
 
+def simulated() -> bool:
+    """True when numba.cuda is its CPU simulator (NUMBA_ENABLE_CUDASIM=1)."""
+    from numba import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
 def resolve_device(device: str) -> str:
-    """Map "cpu" / "cuda" / "auto" to "cpu" or "cuda"; CUDA without a GPU is a clear error."""
+    """Map "cpu" / "cuda" / "auto" to "cpu" or "cuda"; CUDA without a GPU is a clear error.
+
+    "auto" never picks the CUDA simulator (it is for tests, and slow); "cuda" accepts it.
+    """
     if device not in ("cpu", "cuda", "auto"):
         raise ParameterError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
     if device == "cpu":
         return "cpu"
+    if device == "auto":
+        return "cuda" if cuda_available() and not simulated() else "cpu"
     if cuda_available():
         return "cuda"
-    if device == "auto":
-        return "cpu"
     raise DeviceError("device='cuda' was requested but no CUDA GPU is available (numba.cuda.is_available() is False)")

@@ -1,4 +1,10 @@
+import glob
 import os
+
+# No GPU here: numba.cuda runs on its simulator, so tests/test_gpu_*.py run everywhere (CI included).
+# This must happen before anything imports numba.cuda.
+if not glob.glob("/dev/nvidia[0-9]*") and "NUMBA_ENABLE_CUDASIM" not in os.environ:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
 import numpy as np
 import pytest

@@ -1,0 +1,66 @@
+"""Benchmark the numba.cuda LSTM against PyTorch cuDNN on a GPU host.
+
+    python pipelines/bench_gpu.py --batch 32 --batch 256
+
+Shape: T=300, I=117, H=256, 3 layers, bidirectional (inference).  Prints median times, throughput
+(sequences/s) and the ratio of throughputs numba.cuda / cuDNN (higher is better; target >= 0.5).
+Both sides are timed from host float32 input to host output, after a warm-up call.
+"""
+import statistics
+import time
+
+import click
+import numpy as np
+
+
+@click.command()
+@click.option("--batch", "batches", multiple=True, type=int, default=(32, 256), show_default=True)
+@click.option("--repeats", default=5, show_default=True)
+def main(batches, repeats):
+    import torch
+    from numba import cuda
+
+    from speechlstm.gpu_lstm import gpu_lstm_forward
+    from speechlstm.nn import LSTM
+
+    assert torch.cuda.is_available() and cuda.is_available(), "needs a CUDA GPU"
+    T, I, H, L = 300, 117, 256, 3
+    print(f"GPU: {torch.cuda.get_device_name(0)}  torch {torch.__version__}  cuDNN {torch.backends.cudnn.version()}")
+    print("| batch | numba.cuda ms | cuDNN ms | numba seq/s | cuDNN seq/s | throughput ratio |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for B in batches:
+        ref = torch.nn.LSTM(I, H, L, batch_first=True, bidirectional=True).cuda().eval()
+        ours = LSTM(I, H, num_layers=L, bidirectional=True)
+        ours.load_state_dict({k: v.detach().cpu().numpy() for k, v in ref.state_dict().items()})
+        x = np.random.default_rng(0).standard_normal((B, T, I)).astype(np.float32)
+        W = ours.weights()
+
+        def run_ours():
+            gpu_lstm_forward(x, W)
+            cuda.synchronize()
+
+        def run_torch():
+            with torch.no_grad():
+                y, _ = ref(torch.from_numpy(x).cuda())
+                y.cpu()
+            torch.cuda.synchronize()
+
+        res = {}
+        for name, fn in (("ours", run_ours), ("torch", run_torch)):
+            fn()
+            ts = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+            res[name] = statistics.median(ts)
+        y_o, _, _ = gpu_lstm_forward(x[:4], W)
+        with torch.no_grad():
+            y_t = ref(torch.from_numpy(x[:4]).cuda())[0].cpu().numpy()
+        err = float(np.abs(y_o - y_t).max())
+        print(f"| {B} | {res['ours'] * 1e3:.1f} | {res['torch'] * 1e3:.1f} | {B / res['ours']:.1f} | "
+              f"{B / res['torch']:.1f} | {res['torch'] / res['ours']:.3f} |  (max |diff| {err:.1e})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The CUDA twin against tests/naive.py.  In CI numba.cuda is its simulator (set in conftest.py) with
+threads per block patched small so several blocks run; on a GPU host the same tests run for real
+(pipelines/gpu_check.sh), and the requires_cuda ones add larger shapes."""
+import numpy as np
+import pytest
+
+import naive
+from speechlstm import DeviceError, ParameterError, config
+from speechlstm.device import resolve_device, simulated
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    if simulated():
+        monkeypatch.setattr(config, "CUDA_THREADS_PER_BLOCK", 8)
+
+
+def _case(B, T, I, H, L, bi, seed=0):
+    rng = np.random.default_rng(seed)
+    W = naive.random_lstm_weights(rng, I, H, L, bi, scale=0.5, dtype=np.float32)
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    lens = rng.integers(1, T + 1, B)
+    lens[0] = T
+    D = 2 if bi else 1
+    h0 = rng.standard_normal((L * D, B, H)).astype(np.float32)
+    c0 = rng.standard_normal((L * D, B, H)).astype(np.float32)
+    return W, x, lens, h0, c0
+
+
+@pytest.mark.parametrize("bi", [False, True])
+def test_gpu_forward_matches_naive(bi):
+    from speechlstm.gpu_lstm import gpu_lstm_forward
+
+    W, x, lens, h0, c0 = _case(3, 7, 5, 4, 2, bi)
+    y, (hn, cn), cache = gpu_lstm_forward(x, W, lengths=lens, h0=h0, c0=c0)
+    ry, rhn, rcn = naive.lstm_forward(x, W, lens, h0, c0)
+    assert cache is None
+    np.testing.assert_allclose(y, ry, atol=2e-5)
+    np.testing.assert_allclose(hn, rhn, atol=2e-5)
+    np.testing.assert_allclose(cn, rcn, atol=2e-5)
+
+
+def test_gpu_matches_cpu_kernels_and_dense_softmax_greedy():
+    from speechlstm.gpu_lstm import gpu_dense, gpu_greedy_ids, gpu_log_probs
+    from speechlstm.decoding import greedy_ids
+    from speechlstm.nn import AcousticModel
+
+    rng = np.random.default_rng(1)
+    m = AcousticModel(6, 5, 7, num_layers=2, bidirectional=True, seed=3).eval()
+    x = rng.standard_normal((2, 9, 6)).astype(np.float32)
+    lens = np.array([9, 5])
+    ref, _ = m.log_probs(x, lens)
+    got = gpu_log_probs(m, x, lens)
+    np.testing.assert_allclose(got[0], ref[0], atol=2e-5)
+    np.testing.assert_allclose(got[1, :5], ref[1, :5], atol=2e-5)
+    w = rng.standard_normal((11, 6)).astype(np.float32)
+    b = rng.standard_normal(11).astype(np.float32)
+    np.testing.assert_allclose(gpu_dense(x, w, b), naive.dense_forward(x, w, b), atol=1e-4)
+    np.testing.assert_allclose(naive.log_softmax(got[0]), got[0], atol=1e-5)
+    ids = gpu_greedy_ids(ref, lens)
+    assert [i.tolist() for i in ids] == [greedy_ids(ref[0]).tolist(), greedy_ids(ref[1, :5]).tolist()]
+
+
+def test_gpu_validation_and_training_refused():
+    from speechlstm.gpu_lstm import gpu_lstm_forward
+
+    W, x, lens, h0, c0 = _case(2, 3, 4, 3, 1, False)
+    with pytest.raises(ParameterError, match="training on CUDA"):
+        gpu_lstm_forward(x, W, training=True)
+    with pytest.raises(ParameterError, match="lengths"):
+        gpu_lstm_forward(x, W, lengths=np.array([4, 1]))
+
+
+def test_device_resolution():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in ("cpu", "cuda")
+    if simulated():
+        assert resolve_device("auto") == "cpu"  # the simulator is never picked automatically
+    with pytest.raises(ParameterError, match="device must be"):
+        resolve_device("tpu")
+
+
+def test_cuda_requested_without_gpu_is_a_clear_error(monkeypatch):
+    import speechlstm.device as dev
+
+    monkeypatch.setattr(dev, "cuda_available", lambda: False)
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    from click.testing import CliRunner
+
+    from speechlstm.cli import main
+
+    r = CliRunner().invoke(main, ["transcribe", "x.wav", "--device", "cuda"])
+    assert r.exit_code == 1 and "no CUDA GPU is available" in r.output
+
+
+def test_model_transcribe_on_cuda_equals_cpu(tmp_path):
+    """Model.log_probs/transcribe through the CUDA path equal the CPU path (a tiny model keeps the
+    simulator quick)."""
+    from speechlstm import FeatureConfig, load_model
+    from speechlstm.alphabet import Alphabet
+    from speechlstm.model import save_model
+    from speechlstm.nn import AcousticModel
+
+    from conftest import tone
+
+    fc = FeatureConfig(cmvn="utterance")
+    am = AcousticModel(fc.dim, 3, 29, num_layers=1, bidirectional=True, seed=0)
+    path = save_model(str(tmp_path / "tiny.npz"), am, features=fc, alphabet=Alphabet())
+    y = tone(0.25)
+    cpu = load_model(path)
+    gpu = load_model(path, device="cuda")
+    assert gpu.device == "cuda"
+    lp_c, _ = cpu.log_probs(y)
+    lp_g, _ = gpu.log_probs(y)
+    np.testing.assert_allclose(lp_g, lp_c, atol=1e-4)
+    assert gpu.transcribe(y, words=[])["text"] == cpu.transcribe(y, words=[])["text"]
+
+
+@pytest.mark.requires_cuda
+def test_real_gpu_large_batch():
+    from speechlstm.gpu_lstm import gpu_lstm_forward
+    from speechlstm.lstm import lstm_forward
+
+    assert not simulated(), "requires_cuda tests must run on a real GPU"
+    W, x, lens, h0, c0 = _case(64, 120, 117, 128, 3, True)
+    y, (hn, _), _ = gpu_lstm_forward(x, W, lengths=lens)
+    ry, (rhn, _), _ = lstm_forward(x, W, lengths=lens)
+    np.testing.assert_allclose(y, ry, atol=1e-4)
+    np.testing.assert_allclose(hn, rhn, atol=1e-4)
