@@ -16,6 +16,10 @@ STACK = 3  # consecutive frames concatenated per model frame
 SUBSAMPLE = 3  # keep one stacked frame in SUBSAMPLE
 CMVN_EPS = 1e-5  # floor on the standard deviation in mean/variance normalisation
 
+# --- LSTM kernels -----------------------------------------------------------------------------
+WAVEFRONT_MAX_BATCH = 4  # unidirectional inference with batches up to this size pipelines its layers
+WAVEFRONT_CHUNK = 16  # timesteps per pipeline stage of that wavefront
+
 # --- numerics ---------------------------------------------------------------------------------
 LOG_ZERO = -1e30  # stands for log(0) in log-space recursions; finite so no inf - inf NaNs
 

@@ -11,6 +11,7 @@ from numba import njit, prange
 
 __all__ = ["matmul", "matmul_tn", "prepare_blas"]
 
+
 _BLAS_READY = False
 
 
@@ -50,13 +51,28 @@ def _matmul_tn_split(a, b, parts, n_blocks):
             parts[k][:] = 0.0
 
 
+@njit(parallel=True, cache=True)
+def _matmul_rows_bias(a, b, bias, out, n_blocks):
+    n = a.shape[0]
+    m = out.shape[1]
+    for k in prange(n_blocks):
+        s = k * n // n_blocks
+        e = (k + 1) * n // n_blocks
+        if e > s:
+            np.dot(a[s:e], b, out[s:e])
+            for i in range(s, e):  # while the block is still in cache
+                for j in range(m):
+                    out[i, j] += bias[j]
+
+
 def _blocks(n_rows: int, min_rows: int = 64) -> int:
     return max(1, min(numba.get_num_threads(), n_rows // min_rows))
 
 
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``a @ b`` for 2-D arrays, parallel over row blocks of ``a`` (``a`` must be C-contiguous;
-    ``b`` C- or F-contiguous, e.g. a transposed weight)."""
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, bias: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b (+ bias)`` for 2-D arrays, parallel over row blocks of ``a`` (``a`` must be
+    C-contiguous; ``b`` C- or F-contiguous, e.g. a transposed weight; ``bias`` [N] is added to
+    every row inside the same task)."""
     prepare_blas()
     a = np.ascontiguousarray(a)
     if not (b.flags.c_contiguous or b.flags.f_contiguous):
@@ -65,7 +81,11 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
     if a.shape[0] == 0:
         return out
-    _matmul_rows(a, b, out, _blocks(a.shape[0]))
+    nb = _blocks(a.shape[0])
+    if bias is None:
+        _matmul_rows(a, b, out, nb)
+    else:
+        _matmul_rows_bias(a, b, np.ascontiguousarray(bias, out.dtype), out, nb)
     return out
 
 

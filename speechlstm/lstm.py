@@ -27,6 +27,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from . import config
 from .errors import ParameterError
 from .gates import compile_gates
 from .linalg import matmul, matmul_tn, prepare_blas
@@ -111,6 +112,62 @@ def _forward_layer(gx, whh_t, lengths, h0, c0, y, hn, cn, gates_s, cells_s, n_ch
             for j in range(H):
                 hn[d, b0 + bi, j] = h[bi, j]
                 cn[d, b0 + bi, j] = c[bi, j]
+
+
+@njit(parallel=True, **_JIT)
+def _forward_wavefront(x, w0_t, wr_t, whh_t, bias, lengths, h, c, ys, chunk):
+    """Unidirectional stack with the layers pipelined over time chunks: in round r, layer l runs
+    chunk r - l, so L layers work at once (for small batches, where batch chunks cannot fill the
+    cores).  x [B,T,I]; w0_t [I,4H]; wr_t [max(L-1,1),H,4H]; whh_t [L,H,4H]; bias [L,4H];
+    h, c [L,B,H] (initial states in, final states out); ys [L,B,T,H] zeros (every layer's output).
+    Each layer's task owns h[l], c[l] and ys[l]; it reads ys[l-1] of a chunk finished last round."""
+    L = whh_t.shape[0]
+    B, T = x.shape[0], x.shape[1]
+    H = whh_t.shape[1]
+    G = 4 * H
+    n_chunks = (T + chunk - 1) // chunk
+    for r in range(n_chunks + L - 1):
+        for l in prange(L):
+            k = r - l
+            if k < 0 or k >= n_chunks:
+                continue
+            t0 = k * chunk
+            t1 = min(T, t0 + chunk)
+            n = t1 - t0
+            gx = np.empty((B, n, G), x.dtype)
+            for b in range(B):
+                if l == 0:
+                    np.dot(x[b, t0:t1], w0_t, gx[b])
+                else:
+                    np.dot(ys[l - 1, b, t0:t1], wr_t[l - 1], gx[b])
+                for s in range(n):
+                    for j in range(G):
+                        gx[b, s, j] += bias[l, j]
+            acc = np.empty((B, G), x.dtype)
+            hl = h[l]
+            cl = c[l]
+            w = whh_t[l]
+            for s in range(n):
+                t = t0 + s
+                np.dot(hl, w, acc)
+                for b in range(B):
+                    if t >= lengths[b]:
+                        continue
+                    a = acc[b]
+                    g = gx[b, s]
+                    hb = hl[b]
+                    cb = cl[b]
+                    yb = ys[l, b, t]
+                    for j in range(H):
+                        ig = _sigmoid(a[j] + g[j])
+                        fg = _sigmoid(a[H + j] + g[H + j])
+                        gg = _tanh(a[2 * H + j] + g[2 * H + j])
+                        og = _sigmoid(a[3 * H + j] + g[3 * H + j])
+                        cc = fg * cb[j] + ig * gg
+                        hh = og * _tanh(cc)
+                        cb[j] = cc
+                        hb[j] = hh
+                        yb[j] = hh
 
 
 @njit(parallel=True, **_JIT)
@@ -281,8 +338,7 @@ def _check_state(a, shape, dtype, name):
 
 
 def _project(x2d: np.ndarray, w_ih: np.ndarray, bias: np.ndarray, out2d: np.ndarray) -> None:
-    matmul(x2d, w_ih.T, out=out2d)
-    out2d += bias
+    matmul(x2d, w_ih.T, out=out2d, bias=bias)
 
 
 def lstm_forward(
@@ -331,6 +387,8 @@ def lstm_forward(
     h0 = _check_state(h0, (L * D, B, H), dtype, "h0")
     c0 = _check_state(c0, (L * D, B, H), dtype, "c0")
     prepare_blas()
+    if D == 1 and L >= 2 and not training and B <= config.WAVEFRONT_MAX_BATCH and numba.get_num_threads() > 1:
+        return _wavefront_forward(x, weights, lens, h0, c0)
     n_chunks = _n_chunks(D, B)
     hn = np.empty((L * D, B, H), dtype)
     cn = np.empty((L * D, B, H), dtype)
@@ -356,6 +414,21 @@ def lstm_forward(
             cache.outputs.append(y)
         inp = y
     return inp, (hn, cn), cache
+
+
+def _wavefront_forward(x, weights, lens, h0, c0):
+    B, T, _ = x.shape
+    L = len(weights)
+    H = weights[0][0][1].shape[1]
+    dtype = x.dtype
+    w0_t = np.ascontiguousarray(weights[0][0][0].T)
+    wr_t = (np.ascontiguousarray(np.stack([weights[l][0][0].T for l in range(1, L)])))
+    whh_t = np.ascontiguousarray(np.stack([weights[l][0][1].T for l in range(L)]))
+    bias = np.stack([weights[l][0][2] + weights[l][0][3] for l in range(L)])
+    h, c = h0.copy(), c0.copy()
+    ys = np.zeros((L, B, T, H), dtype)
+    _forward_wavefront(np.ascontiguousarray(x), w0_t, wr_t, whh_t, bias, lens, h, c, ys, config.WAVEFRONT_CHUNK)
+    return ys[L - 1], (h, c), None
 
 
 def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn=None):

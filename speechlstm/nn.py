@@ -197,8 +197,7 @@ class Dense(_Module):
             raise ParameterError(f"Dense expects last axis {self.in_features}, got shape {x.shape}")
         self._x = x
         w = self.params["weight"]
-        y = matmul(x.reshape(-1, self.in_features).astype(w.dtype, copy=False), w.T)
-        y += self.params["bias"]
+        y = matmul(x.reshape(-1, self.in_features).astype(w.dtype, copy=False), w.T, bias=self.params["bias"])
         return y.reshape(x.shape[:-1] + (self.out_features,))
 
     __call__ = forward
