@@ -125,9 +125,9 @@ def to_float32_mono(data: np.ndarray, *, name: str = "<array>") -> np.ndarray:
 def _resample(y: np.ndarray, orig_sr: int, sr: int) -> np.ndarray:
     if orig_sr == sr:
         return y
-    import librosa
+    import soxr  # what librosa.resample(res_type="soxr_hq") calls, without librosa's import cost
 
-    return librosa.resample(y, orig_sr=orig_sr, target_sr=sr, res_type="soxr_hq").astype(np.float32)
+    return soxr.resample(y, orig_sr, sr, quality="HQ").astype(np.float32)
 
 
 def load_audio(source: AudioSource, *, sr: int = config.SAMPLE_RATE, orig_sr: int | None = None) -> np.ndarray:

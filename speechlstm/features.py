@@ -197,25 +197,56 @@ class _Moments:
 # ------------------------------------------------------------------------------------------------
 # stages (each works on whole arrays; the stream calls them on buffers)
 # ------------------------------------------------------------------------------------------------
-def _mfcc(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """MFCC of every complete window in ``y`` (len(y) >= win): [n, n_mfcc] float32."""
-    import librosa
+def _mel_basis(cfg: FeatureConfig) -> np.ndarray:
+    """librosa's mel filterbank [n_mels, win//2+1] for ``cfg``, memoised in memory and on disk
+    (``$XDG_CACHE_HOME/speechlstm``): importing librosa costs about a second, so it happens once."""
+    key = (cfg.sample_rate, cfg.win_length, cfg.n_mels, float(cfg.fmin), float(cfg.fmax or cfg.sample_rate / 2))
+    fb = _MEL_CACHE.get(key)
+    if fb is not None:
+        return fb
+    import hashlib
+    import os
 
-    S = librosa.feature.melspectrogram(
-        y=y,
-        sr=cfg.sample_rate,
-        n_fft=cfg.win_length,
-        hop_length=cfg.hop_length,
-        win_length=cfg.win_length,
-        window="hann",
-        center=False,
-        power=2.0,
-        n_mels=cfg.n_mels,
-        fmin=cfg.fmin,
-        fmax=cfg.fmax or cfg.sample_rate / 2,
-    )
-    log_s = librosa.power_to_db(S, ref=1.0, amin=1e-10, top_db=None)
-    return np.ascontiguousarray(librosa.feature.mfcc(S=log_s, n_mfcc=cfg.n_mfcc).T, dtype=np.float32)
+    root = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "speechlstm")
+    path = os.path.join(root, "mel-" + hashlib.sha1(repr(key).encode()).hexdigest()[:16] + ".npy")
+    try:
+        fb = np.load(path)
+    except (OSError, ValueError):
+        import librosa
+
+        fb = librosa.filters.mel(sr=key[0], n_fft=key[1], n_mels=key[2], fmin=key[3], fmax=key[4]).astype(np.float32)
+        try:
+            os.makedirs(root, exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp.npy"
+            np.save(tmp, fb)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only home only costs the librosa import next time
+    _MEL_CACHE[key] = fb
+    return fb
+
+
+_MEL_CACHE: dict = {}
+
+
+def _mfcc(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """MFCC of every complete window in ``y`` (len(y) >= win): [n, n_mfcc] float32.
+
+    Exactly librosa's ``feature.mfcc(S=power_to_db(feature.melspectrogram(center=False, power=2,
+    window="hann", n_fft=win_length)), top_db=None)`` — same filterbank (librosa's), periodic Hann
+    window, power spectrum, 10·log10 with a 1e-10 floor and orthonormal DCT-II — computed with
+    numpy/scipy.fft so that recognising a file does not import librosa.
+    """
+    from scipy.fft import dct
+
+    win, hop = cfg.win_length, cfg.hop_length
+    frames = np.lib.stride_tricks.sliding_window_view(y, win)[::hop]
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)).astype(np.float32)
+    spec = np.fft.rfft(frames * window, n=win, axis=1)
+    power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
+    mel = power @ _mel_basis(cfg).T
+    log_s = 10.0 * np.log10(np.maximum(mel, 1e-10))
+    return np.ascontiguousarray(dct(log_s, type=2, norm="ortho", axis=1)[:, : cfg.n_mfcc], dtype=np.float32)
 
 
 def _delta(c: np.ndarray, n: int) -> np.ndarray:

@@ -163,3 +163,20 @@ def test_features_cli(wav_factory, tmp_path):
     r = CliRunner().invoke(main, ["features", str(tmp_path / "nope.wav"), "--out", str(out)])
     assert r.exit_code == 1
     assert r.output.strip() == f"speechlstm: error: {tmp_path / 'nope.wav'}: no such file"
+
+
+@pytest.mark.parametrize("cfg", [FeatureConfig(), FeatureConfig(sample_rate=8000, n_mels=23, fmin=0.0, win_ms=32)])
+def test_mfcc_equals_librosa(cfg):
+    """The front end is librosa's MFCC, computed without importing librosa at run time."""
+    import librosa
+
+    from speechlstm.features import _mfcc
+
+    y = (chirp(1.0, sr=cfg.sample_rate, f1=cfg.sample_rate / 2.5) + 0.05 * tone(1.0, sr=cfg.sample_rate)).astype(np.float32)
+    S = librosa.feature.melspectrogram(y=y, sr=cfg.sample_rate, n_fft=cfg.win_length, hop_length=cfg.hop_length,
+                                       win_length=cfg.win_length, window="hann", center=False, power=2.0,
+                                       n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax or cfg.sample_rate / 2)
+    ref = librosa.feature.mfcc(S=librosa.power_to_db(S, ref=1.0, amin=1e-10, top_db=None), n_mfcc=cfg.n_mfcc).T
+    ours = _mfcc(y, cfg)
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, atol=2e-3, rtol=1e-4)

@@ -1,0 +1,78 @@
+"""The library surface with the shipped model: every audio sample transcribes to its expected text."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import speechlstm
+from speechlstm import ParameterError
+
+SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "audio_samples")
+
+
+def expected():
+    with open(os.path.join(SAMPLES, "transcripts.tsv"), encoding="utf-8") as f:
+        return [tuple(line.rstrip("\n").split("\t")) for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return speechlstm.load_model()
+
+
+@pytest.mark.parametrize("name,text", expected())
+def test_audio_samples(model, name, text):
+    res = model.transcribe(os.path.join(SAMPLES, name))
+    assert res["text"] == text
+
+
+def test_result_shape_is_json_ready(model):
+    res = model.transcribe(os.path.join(SAMPLES, "go_left_stop.wav"))
+    assert json.loads(json.dumps(res)) == res
+    assert set(res) == {"text", "duration", "segments"}
+    seg = res["segments"][0]
+    assert set(seg) == {"start", "end", "text", "words"}
+    words = seg["words"]
+    assert [w["word"] for w in words] == res["text"].split()
+    for w in words:
+        assert set(w) == {"word", "start", "end", "confidence"}
+        assert 0 <= w["start"] < w["end"] <= res["duration"] + 0.05 and 0 <= w["confidence"] <= 1
+    assert all(a["end"] <= b["start"] + 0.05 for a, b in zip(words, words[1:]))  # in order
+
+
+def test_array_input_equals_path_input(model):
+    p = os.path.join(SAMPLES, "sc_yes.wav")
+    assert model.transcribe(speechlstm.load_audio(p))["text"] == model.transcribe(p)["text"]
+
+
+def test_word_list_and_hotwords(model):
+    p = os.path.join(SAMPLES, "go_left_stop.wav")
+    assert model.transcribe(p, words=["go", "left"])["text"].split() <= ["go", "left", "go", "left"]
+    res = model.transcribe(p, words=[], beam_size=4, hotwords={"stop": 2.0})
+    assert isinstance(res["text"], str)
+
+
+def test_spot(model):
+    found = model.spot(os.path.join(SAMPLES, "go_left_stop.wav"), ["left", "stop", "marvin"], threshold=0.5)
+    kws = {d["keyword"] for d in found}
+    assert {"left", "stop"} <= kws and "marvin" not in kws
+    for d in found:
+        assert set(d) == {"keyword", "start", "end", "score"} and 0.5 <= d["score"] <= 1
+    with pytest.raises(ParameterError, match="no keywords"):
+        model.spot(os.path.join(SAMPLES, "sc_yes.wav"), [])
+
+
+def test_long_audio_is_segmented(model):
+    y = np.concatenate([speechlstm.load_audio(os.path.join(SAMPLES, f)) for f in
+                        ["go_left_stop.wav", "sc_yes.wav"] * 20])
+    res = model.transcribe(y)
+    assert res["duration"] == pytest.approx(y.size / 16000, abs=0.01)
+    assert len(res["segments"]) >= 2 and res["text"].count("left") >= 15
+
+
+def test_stream_refused_for_bidirectional(model):
+    if model.streaming:
+        pytest.fail("the shipped default model is expected to be bidirectional")
+    with pytest.raises(ParameterError, match="bidirectional"):
+        model.stream()
