@@ -87,12 +87,15 @@ def noise_clips(work, rows, seed, n=150):
 @click.option("--singles", default=60, show_default=True, help="Synthetic renders per vocabulary word.")
 @click.option("--sequences", default=3000, show_default=True, help="Synthetic word sequences.")
 @click.option("--copies", default=1, show_default=True, help="Augmented copies per clip.")
+@click.option("--fmax", default=4000.0, show_default=True,
+              help="Highest mel frequency (Hz): 4000 makes 8 kHz (telephone, FSDD) and 16 kHz audio look alike.")
+@click.option("--p-telephone", default=0.3, show_default=True, help="Share of augmented copies band-limited to 8 kHz.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=2, show_default=True)
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
-def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, seed, workers,
-         export_name):
+def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, fmax, p_telephone, seed,
+         workers, export_name):
     from speechlstm.train import TrainConfig, Trainer
 
     t_start = time.time()
@@ -131,7 +134,8 @@ def main(data_root, work, epochs, hidden, layers, unidirectional, singles, seque
     cfg = TrainConfig(train=[m["train"]], dev=[m["dev"]], out_dir=run_dir, cache_dir=os.path.join(work, "cache"),
                       noise=[noise_dir], augment_copies=copies, hidden_size=hidden, num_layers=layers,
                       bidirectional=not unidirectional, epochs=epochs, seed=seed, workers=workers,
-                      features={"cmvn": "global" if unidirectional else "utterance"},
+                      features={"cmvn": "global" if unidirectional else "utterance", "fmax": fmax},
+                      augment={"p_telephone": p_telephone},
                       vocabulary=list(SPEECH_COMMANDS_WORDS), patience=6,
                       name="commands-stream" if unidirectional else "commands")
     state = Trainer(cfg).run(resume=True)

@@ -89,25 +89,35 @@ def _forward_layer(gx, whh_t, lengths, h0, c0, y, hn, cn, gates_s, cells_s, n_ch
                 hb = h[bi]
                 cb = c[bi]
                 yb = y[b, t]
-                for j in range(H):
-                    ig = _sigmoid(a[j] + g[j])
-                    fg = _sigmoid(a[H + j] + g[H + j])
-                    gg = _tanh(a[2 * H + j] + g[2 * H + j])
-                    og = _sigmoid(a[3 * H + j] + g[3 * H + j])
-                    cc = fg * cb[j] + ig * gg
-                    hh = og * _tanh(cc)
-                    cb[j] = cc
-                    hb[j] = hh
-                    yb[off + j] = hh
-                if save:
+                if save:  # the same loop, also keeping gates and cells for backward
                     gs = gates_s[d, b, t]
                     cs = cells_s[d, b, t]
                     for j in range(H):
-                        cs[j] = cb[j]
-                        gs[j] = _sigmoid(a[j] + g[j])
-                        gs[H + j] = _sigmoid(a[H + j] + g[H + j])
-                        gs[2 * H + j] = _tanh(a[2 * H + j] + g[2 * H + j])
-                        gs[3 * H + j] = _sigmoid(a[3 * H + j] + g[3 * H + j])
+                        ig = _sigmoid(a[j] + g[j])
+                        fg = _sigmoid(a[H + j] + g[H + j])
+                        gg = _tanh(a[2 * H + j] + g[2 * H + j])
+                        og = _sigmoid(a[3 * H + j] + g[3 * H + j])
+                        cc = fg * cb[j] + ig * gg
+                        hh = og * _tanh(cc)
+                        cb[j] = cc
+                        hb[j] = hh
+                        yb[off + j] = hh
+                        gs[j] = ig
+                        gs[H + j] = fg
+                        gs[2 * H + j] = gg
+                        gs[3 * H + j] = og
+                        cs[j] = cc
+                else:
+                    for j in range(H):
+                        ig = _sigmoid(a[j] + g[j])
+                        fg = _sigmoid(a[H + j] + g[H + j])
+                        gg = _tanh(a[2 * H + j] + g[2 * H + j])
+                        og = _sigmoid(a[3 * H + j] + g[3 * H + j])
+                        cc = fg * cb[j] + ig * gg
+                        hh = og * _tanh(cc)
+                        cb[j] = cc
+                        hb[j] = hh
+                        yb[off + j] = hh
         for bi in range(nb):
             for j in range(H):
                 hn[d, b0 + bi, j] = h[bi, j]
@@ -173,7 +183,7 @@ def _forward_wavefront(x, w0_t, wr_t, whh_t, bias, lengths, h, c, ys, chunk):
 @njit(parallel=True, **_JIT)
 def _backward_layer(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, dh0, dc0, n_chunks):
     """Backward through time of one layer.  whh [D,4H,H]; dy [B,T,D*H]; dhn/dcn [D,B,H].
-    Writes gate pre-activation gradients dg [D,B,T,4H] (zero at padding) and dh0/dc0 [D,B,H]."""
+    Writes gate pre-activation gradients dg [B,T,D*4H] (zero at padding) and dh0/dc0 [D,B,H]."""
     D, B, T, G = gates_s.shape
     H = G // 4
     for task in prange(D * n_chunks):
@@ -213,7 +223,7 @@ def _backward_layer(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, dh0, d
                 dyb = dy[b, t]
                 dhb = dh[bi]
                 dcb = dc[bi]
-                out = dg[d, b, t]
+                out = dg[b, t, d * G : (d + 1) * G]
                 for j in range(H):
                     ig = gs[j]
                     fg = gs[H + j]
@@ -472,24 +482,26 @@ def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn
     for l in range(L - 1, -1, -1):
         sl = slice(l * D, (l + 1) * D)
         whh = np.ascontiguousarray(np.stack([cache.weights[l][d][1] for d in range(D)]))
-        dg = np.zeros((D, B, T, 4 * H), dtype)
+        dg = np.zeros((B, T, D * 4 * H), dtype)
         _backward_layer(cache.gates[l], cache.cells[l], cache.c0[sl], whh, lens, dy, dhn[sl], dcn[sl],
                         dg, dh0[sl], dc0[sl], n_chunks)
         inp = cache.inputs[l]
         I = inp.shape[2]
-        x2d = inp.reshape(B * T, I)
-        dx = np.zeros((B * T, I), dtype)
+        G = 4 * H
+        dg2d = dg.reshape(B * T, D * G)
+        # both directions at once: one GEMM for dW_ih, one for dx
+        dw_ih_all = matmul_tn(dg2d, inp.reshape(B * T, I))
+        db_all = dg2d.sum(axis=0)
+        w_cat = np.concatenate([cache.weights[l][d][0] for d in range(D)]) if D > 1 else cache.weights[l][0][0]
+        dx = matmul(dg2d, w_cat)
         hprev = np.empty((B, T, H), dtype)
         layer_grads = []
         for d in range(D):
-            w_ih = cache.weights[l][d][0]
-            dg2d = dg[d].reshape(B * T, 4 * H)
             _previous_h(cache.outputs[l], cache.h0[sl], lens, d, H, hprev)
-            dw_ih = matmul_tn(dg2d, x2d)
-            dw_hh = matmul_tn(dg2d, hprev.reshape(B * T, H))
-            db = dg2d.sum(axis=0)
-            dx += matmul(dg2d, w_ih)
-            layer_grads.append((dw_ih, dw_hh, db, db.copy()))
+            dg_d = dg2d if D == 1 else np.ascontiguousarray(dg2d[:, d * G : (d + 1) * G])
+            dw_hh = matmul_tn(dg_d, hprev.reshape(B * T, H))
+            db = db_all[d * G : (d + 1) * G]
+            layer_grads.append((dw_ih_all[d * G : (d + 1) * G], dw_hh, db, db.copy()))
         grads[l] = layer_grads
         dy = dx.reshape(B, T, I)
     return dy, grads, (dh0, dc0)

@@ -43,6 +43,7 @@ class TrainConfig:
     cache_dir: str = ""  # default: <out_dir>/cache
     noise: List[str] = field(default_factory=list)  # folders of background-noise clips
     augment_copies: int = 1  # augmented copies per clip, besides the clean one
+    augment: dict = field(default_factory=dict)  # Augmenter fields (probabilities, ranges)
     features: dict = field(default_factory=dict)  # FeatureConfig fields
     hidden_size: int = 128
     num_layers: int = 2
@@ -67,7 +68,7 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         flat = {}
         for k, v in d.items():
-            if isinstance(v, dict) and k not in ("features",):
+            if isinstance(v, dict) and k not in ("features", "augment"):
                 flat.update(v)  # allow [data], [model], [train] sections
             else:
                 flat[k] = v
@@ -127,12 +128,13 @@ def _load_noise(folders: Sequence[str], sr: int) -> List[np.ndarray]:
 _WORKER = {}
 
 
-def _init_worker(noise_folders, sr):
+def _init_worker(noise_folders, sr, augment):
     _WORKER["noise"] = _load_noise(noise_folders, sr)
+    _WORKER["augment"] = augment
 
 
 def _features_job(args):
-    """Un-normalised (cmvn none) stacked features of one clip and augmentation copy."""
+    """Base features (MFCC + deltas, not normalised or stacked) of one clip and augmentation copy."""
     path, copy, seed, cfg_dict = args
     from .audio import load_audio
 
@@ -143,7 +145,7 @@ def _features_job(args):
         return None, f"{path}: {exc}"
     if copy > 0:
         rng = np.random.default_rng([seed, copy, int(hashlib.sha1(path.encode()).hexdigest()[:8], 16)])
-        y = Augmenter(noise_clips=_WORKER.get("noise", []), sr=cfg.sample_rate)(y, rng)
+        y = Augmenter(noise_clips=_WORKER.get("noise", []), sr=cfg.sample_rate, **_WORKER.get("augment", {}))(y, rng)
     base = base_features(y, cfg)
     return base, None
 
@@ -153,19 +155,22 @@ class FeatureCache:
     process pool and stored in one ``.npz`` per (rows, feature config, augmentation) key."""
 
     def __init__(self, cache_dir: str, cfg: FeatureConfig, *, workers: int = 2, noise: Sequence[str] = (),
-                 seed: int = 0, progress: bool = True):
+                 seed: int = 0, progress: bool = True, augment: Optional[dict] = None):
         self.dir = cache_dir
         self.cfg = cfg
         self.workers = workers
         self.noise = list(noise)
         self.seed = seed
         self.progress = progress
+        self.augment = dict(augment or {})
+        Augmenter(**self.augment)  # validate the field names now
         os.makedirs(cache_dir, exist_ok=True)
 
     def _key(self, rows, copies) -> str:
         h = hashlib.sha256()
         base_cfg = self.cfg.replace(cmvn="none")
-        h.update(json.dumps([base_cfg.to_dict(), copies, self.seed, sorted(self.noise)], sort_keys=True).encode())
+        h.update(json.dumps([base_cfg.to_dict(), copies, self.seed, sorted(self.noise), self.augment],
+                            sort_keys=True).encode())
         for r in rows:
             st = os.stat(r["path"]) if os.path.exists(r["path"]) else None
             h.update(f"{r['path']}|{r['text']}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}".encode())
@@ -187,7 +192,7 @@ class FeatureCache:
         owner = [i for c in range(copies + 1) for i in range(len(rows))]
         feats, idx, errors = [], [], []
         with ProcessPoolExecutor(max_workers=max(1, self.workers), initializer=_init_worker,
-                                 initargs=(self.noise, self.cfg.sample_rate)) as ex:
+                                 initargs=(self.noise, self.cfg.sample_rate, self.augment)) as ex:
             it = ex.map(_features_job, jobs, chunksize=16)
             if self.progress:
                 it = tqdm(it, total=len(jobs), desc="features", unit="clip")
@@ -227,7 +232,8 @@ class Trainer:
         self.fcfg = FeatureConfig.from_dict(cfg.features)
         os.makedirs(cfg.out_dir, exist_ok=True)
         self.cache = FeatureCache(cfg.cache_dir or os.path.join(cfg.out_dir, "cache"), self.fcfg,
-                                  workers=cfg.workers, noise=cfg.noise, seed=cfg.seed, progress=cfg.progress)
+                                  workers=cfg.workers, noise=cfg.noise, seed=cfg.seed, progress=cfg.progress,
+                                  augment=cfg.augment)
         self.log_path = os.path.join(cfg.out_dir, "log.jsonl")
         self.ckpt_path = os.path.join(cfg.out_dir, "checkpoint.npz")
         self.best_path = os.path.join(cfg.out_dir, "model.npz")
@@ -316,8 +322,10 @@ class Trainer:
         opt = Adam(model.params, lr=c.lr, weight_decay=c.weight_decay)
         state = {"epoch": 0, "step": 0, "best": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
                  "cpu_seconds": 0.0}
+        fingerprint = self._fingerprint()
+        state["fingerprint"] = fingerprint
         if resume and os.path.exists(self.ckpt_path):
-            state = self._load_checkpoint(model, opt)
+            state = self._load_checkpoint(model, opt, fingerprint)
         elif os.path.exists(self.log_path) and not resume:
             os.remove(self.log_path)
         lengths = np.array([x.shape[0] for x in self.train_x])
@@ -370,6 +378,17 @@ class Trainer:
                 print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}))
         return state
 
+    def _fingerprint(self) -> str:
+        """What a resumed run must share with the checkpoint: config (less epochs and display
+        settings) and the training data."""
+        d = dataclasses.asdict(self.cfg)
+        for k in ("epochs", "patience", "progress", "workers", "out_dir", "cache_dir"):
+            d.pop(k, None)
+        h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
+        h.update(str(len(self.train_x)).encode())
+        h.update(str(sum(x.shape[0] for x in self.train_x)).encode())
+        return h.hexdigest()[:16]
+
     def _export(self, model, state, n_params):
         c = self.cfg
         training = {"epochs": state["epoch"] + 1, "best_epoch": state["best_epoch"], "parameters": n_params,
@@ -387,12 +406,16 @@ class Trainer:
         np.savez(tmp, **arrays)
         os.replace(tmp, self.ckpt_path)
 
-    def _load_checkpoint(self, model, opt):
+    def _load_checkpoint(self, model, opt, fingerprint):
         with np.load(self.ckpt_path, allow_pickle=False) as z:
+            state = json.loads(z["state"].tobytes().decode())
+            if state.get("fingerprint") != fingerprint:
+                raise DataError(f"{self.ckpt_path}: the checkpoint was made with another configuration or data; "
+                                f"use a new out_dir (or delete the checkpoint) to start afresh")
             for k, v in model.params.items():
                 v[...] = z[f"param/{k}"]
             opt.load_state_dict({k[4:]: z[k] for k in z.files if k.startswith("opt/")})
-            return json.loads(z["state"].tobytes().decode())
+            return state
 
     def _plot(self, history):
         import matplotlib

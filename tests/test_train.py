@@ -131,3 +131,10 @@ def test_tune_writes_ranked_tables(tiny_corpus, tmp_path):
     assert open(tmp_path / "t" / "results.csv").readline().startswith("rank,trial,hidden_size")
     with pytest.raises(ParameterError, match="cannot tune"):
         parse_grid(["colour=1,2"])
+
+
+def test_resume_refuses_another_config(tiny_corpus, tmp_path):
+    d, train, dev = tiny_corpus
+    Trainer(_cfg(d, train, dev, tmp_path / "r", epochs=1)).run()
+    with pytest.raises(DataError, match="another configuration"):
+        Trainer(_cfg(d, train, dev, tmp_path / "r", epochs=2, hidden_size=12)).run(resume=True)
