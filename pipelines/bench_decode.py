@@ -9,21 +9,10 @@ scoring of 100 keywords.
 """
 import glob
 import os
-import statistics
-import time
 
 import click
 import numpy as np
-
-
-def _median(fn, repeats):
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+from benchutil import median_time
 
 
 @click.command()
@@ -58,7 +47,7 @@ def main(model_name, hours, repeats):
     print("| task | median seconds |")
     print("|---|---:|")
     for name, fn in rows:
-        print(f"| {name} | {_median(fn, repeats):.3f} |")
+        print(f"| {name} | {median_time(fn, repeats):.3f} |")
 
 
 if __name__ == "__main__":

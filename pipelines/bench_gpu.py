@@ -6,11 +6,9 @@ Shape: T=300, I=117, H=256, 3 layers, bidirectional (inference).  Prints median 
 (sequences/s) and the ratio of throughputs numba.cuda / cuDNN (higher is better; target >= 0.5).
 Both sides are timed from host float32 input to host output, after a warm-up call.
 """
-import statistics
-import time
-
 import click
 import numpy as np
+from benchutil import median_time
 
 
 @click.command()
@@ -45,15 +43,7 @@ def main(batches, repeats):
                 y.cpu()
             torch.cuda.synchronize()
 
-        res = {}
-        for name, fn in (("ours", run_ours), ("torch", run_torch)):
-            fn()
-            ts = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                fn()
-                ts.append(time.perf_counter() - t0)
-            res[name] = statistics.median(ts)
+        res = {name: median_time(fn, repeats) for name, fn in (("ours", run_ours), ("torch", run_torch))}
         y_o, _, _ = gpu_lstm_forward(x[:4], W)
         with torch.no_grad():
             y_t = ref(torch.from_numpy(x[:4]).cuda())[0].cpu().numpy()

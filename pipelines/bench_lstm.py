@@ -9,26 +9,16 @@ PyTorch (the test extra) is only the baseline here; speechlstm never imports it.
 import json
 import os
 import statistics
-import time
 
 import click
 import numpy as np
+from benchutil import median_time
 
 SCENARIOS = {
     "R1": dict(B=1, T=300, I=117, H=128, L=2, bi=False, train=False, doc="streaming inference"),
     "R2": dict(B=32, T=300, I=117, H=256, L=3, bi=True, train=False, doc="batch inference"),
     "R3": dict(B=32, T=100, I=117, H=128, L=2, bi=True, train=True, doc="training step (fwd+bwd+Adam)"),
 }
-
-
-def _median_time(fn, repeats):
-    fn()  # warm-up (compilation, caches)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def run(threads, repeats, only=None):
@@ -77,8 +67,8 @@ def run(threads, repeats, only=None):
         # alternate the two so machine noise hits both alike
         t_t, t_o = [], []
         for _ in range(3):
-            t_t.append(_median_time(torch_fn, repeats))
-            t_o.append(_median_time(ours_fn, repeats))
+            t_t.append(median_time(torch_fn, repeats))
+            t_o.append(median_time(ours_fn, repeats))
         tt, to = statistics.median(t_t), statistics.median(t_o)
         rows.append({"scenario": name, "what": s["doc"], "shape": f"B={s['B']} T={s['T']} I={s['I']} H={s['H']} "
                      f"L={s['L']} {'bi' if s['bi'] else 'uni'}", "speechlstm_ms": to * 1e3, "pytorch_ms": tt * 1e3,

@@ -1,0 +1,50 @@
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from speechlstm.cli import main
+from speechlstm.metrics import cer, command_class, confusion_matrix, edit_distance, wer
+
+SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "audio_samples")
+
+
+def test_error_rates():
+    assert edit_distance("kitten".split(), "kitten".split()) == 0
+    assert edit_distance(list("kitten"), list("sitting")) == 3
+    assert wer(["a b c d"], ["a x c"]) == pytest.approx(2 / 4)
+    assert cer(["abc"], ["abd"]) == pytest.approx(1 / 3)
+    assert wer(["go left", "stop"], ["go left", "stop"]) == 0.0
+
+
+def test_command_classes_and_confusion():
+    classes = "yes no up down left right on off stop go".split()
+    assert command_class("", classes) == "_silence_"
+    assert command_class("yes", classes) == "yes"
+    assert command_class("marvin", classes) == "_unknown_"
+    cm = confusion_matrix(["a", "b", "b"], ["a", "a", "b"], ["a", "b"])
+    assert cm.tolist() == [[1, 0], [1, 1]]
+
+
+@pytest.mark.parametrize("task", ["transcribe", "classify", "kws"])
+def test_evaluate_cli_writes_reports(task, tmp_path):
+    out = tmp_path / task
+    args = ["evaluate", "--data", os.path.join(SAMPLES, "manifest.jsonl"), "--task", task, "--report", str(out)]
+    if task == "kws":
+        args += ["--keywords", "yes,stop,left,seven,go"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    rep = json.load(open(out / "report.json"))
+    assert rep["utterances"] == 13
+    md = open(out / "report.md").read()
+    if task == "transcribe":
+        assert 0 <= rep["wer"] <= 1 and rep["rtf"] > 0 and "wer" in md
+    elif task == "classify":
+        cm = np.array(rep["confusion"])
+        assert cm.shape == (12, 12) and cm.sum() == 13 and os.path.exists(out / "confusion.png")
+    else:
+        assert rep["positives"] >= 5 and os.path.exists(out / "det.png")
+        assert 0 <= rep["miss_rate_at_0.5_fa_per_hour"] <= 1
+        assert all(0 <= c["miss_rate"] <= 1 for c in rep["curve"])
