@@ -150,13 +150,40 @@ class SpotJob:
 _PROC_JOB: Optional[SpotJob] = None
 
 
+def single_thread_worker() -> None:
+    """A worker process is one unit of parallelism: its Numba kernels and BLAS run one thread,
+    or N workers x N threads of spinning pools fight over the cores."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    numba.set_num_threads(1)
+    threadpool_limits(1)
+
+
 def _proc_init(job: SpotJob):
     global _PROC_JOB
+    single_thread_worker()
     _PROC_JOB = job
 
 
 def _proc_run(path: str):
     return _PROC_JOB(path)
+
+
+def _in_process(job, paths):
+    """Run in this process as one single-threaded worker (short clips gain nothing from threads);
+    the caller's thread settings are restored afterwards."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            for p in paths:
+                yield job(p)
+    finally:
+        numba.set_num_threads(before)
 
 
 def spot_files(job: SpotJob, inputs: Sequence[str], out_csv: str, *, workers: int = 1, resume: bool = False,
@@ -180,7 +207,7 @@ def spot_files(job: SpotJob, inputs: Sequence[str], out_csv: str, *, workers: in
         if executor is not None:
             results = executor(job, todo)
         elif workers <= 1:
-            results = map(job, todo)
+            results = _in_process(job, todo)
         else:
             import multiprocessing as mp
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .batch import SpotJob, spot_files
+from .batch import SpotJob, single_thread_worker, spot_files
 from .errors import SpeechLSTMError
 
 __all__ = ["dask_spot_files", "connect"]
@@ -20,6 +20,8 @@ _WORKER_JOBS = {}
 
 def _task(path: str, job: SpotJob):
     key = (job.model_name, job.device, tuple(job.keywords), job.threshold)
+    if not _WORKER_JOBS:
+        single_thread_worker()
     local = _WORKER_JOBS.setdefault(key, job)  # one model load per worker process
     return local(path)
 
