@@ -43,14 +43,21 @@ def command_sequences(rng, n, max_words=6):
     return out
 
 
-def synthetic_sets(work, seed, n_single_per_word, n_sequences, n_test, workers):
-    rng = np.random.default_rng(seed)
+def synthetic_voices(rng):
+    """(training voices, held-out test voices), drawn from ``rng`` (the build then draws its texts
+    from the same generator, so the order matters for reproducing the shipped model)."""
     variants = [v for v in espeak_variants() if v not in EXCLUDED_VARIANTS]
     train_voices = voice_pool(rng, 400, espeak_accents=[a for a in ESPEAK_ACCENTS if a not in HELD_OUT_ACCENTS],
                               espeak_variant_names=variants,
                               flite_names=[v for v in FLITE_VOICES if v not in HELD_OUT_FLITE])
     test_voices = voice_pool(rng, 60, espeak_accents=HELD_OUT_ACCENTS, espeak_variant_names=variants,
                              flite_names=HELD_OUT_FLITE)
+    return train_voices, test_voices
+
+
+def synthetic_sets(work, seed, n_single_per_word, n_sequences, n_test, workers):
+    rng = np.random.default_rng(seed)
+    train_voices, test_voices = synthetic_voices(rng)
     texts = [w for w in SPEECH_COMMANDS_WORDS for _ in range(n_single_per_word)] + command_sequences(rng, n_sequences)
     train = synthesize(texts, os.path.join(work, "synth"), voices=train_voices, seed=seed, workers=workers)
     test_texts = command_sequences(np.random.default_rng(seed + 1), n_test)

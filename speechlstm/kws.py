@@ -83,21 +83,22 @@ def _scan(d, ext, log_thresh, out_start, out_end, out_score):
 
 
 def _neighbours(best: np.ndarray, blank: int):
-    """For every frame, the last non-blank best symbol strictly before it and the next after it
-    (-1 when none)."""
+    """For every frame, the last non-blank best symbol of the runs before the run holding that
+    frame, and the first one of the runs after it (-1 when none).  Working on runs matters: an
+    alignment may stop on the first frame of a character the best path repeats."""
     T = best.size
     prev = np.full(T, -1, np.int64)
     nxt = np.full(T, -1, np.int64)
     last = -1
     for t in range(T):
+        if t > 0 and best[t] != best[t - 1] and best[t - 1] != blank:
+            last = best[t - 1]
         prev[t] = last
-        if best[t] != blank:
-            last = best[t]
     last = -1
     for t in range(T - 1, -1, -1):
+        if t < T - 1 and best[t] != best[t + 1] and best[t + 1] != blank:
+            last = best[t + 1]
         nxt[t] = last
-        if best[t] != blank:
-            last = best[t]
     return prev, nxt
 
 

@@ -101,3 +101,18 @@ def test_keyword_scores_degrade_with_confusion():
         keyword_scores(make_logp("a"), ["123!"[3:]], A)
     with pytest.raises(ParameterError, match="threshold"):
         keyword_scores(make_logp("a"), ["a"], A, threshold=2)
+
+
+def test_keyword_boundary_ignores_repeated_frames_of_the_same_character():
+    """A character held for several frames is one symbol, not a letter after the keyword."""
+    from speechlstm.kws import _neighbours
+
+    #          g  o  o  _  _  sp sp l  e  f  t
+    best = np.array([3, 4, 4, 0, 0, 1, 1, 5, 6, 7, 8])
+    prev, nxt = _neighbours(best, 0)
+    assert nxt[1] == 1 and nxt[2] == 1  # after the run of 'o' comes the space
+    assert prev[7] == 1 and prev[1] == 3 and prev[2] == 3
+    lp = make_logp("go left", frames_per=0, lead=0)
+    lp = np.repeat(lp, 2, axis=0)  # every character held two frames
+    rows = spot_keywords(lp, ["go", "left"], A, threshold=0.9)
+    assert {r["keyword"] for r in rows} == {"go", "left"}
