@@ -145,7 +145,7 @@ def main(data_root, work, epochs, hidden, layers, unidirectional, singles, seque
                       augment={"p_telephone": p_telephone},
                       vocabulary=list(SPEECH_COMMANDS_WORDS), patience=6,
                       name="commands-stream" if unidirectional else "commands")
-    state = Trainer(cfg).run(resume=True)
+    Trainer(cfg).run(resume=True)
     train_seconds = time.time() - t_start
     # 4. evaluation on held-out speakers
     from speechlstm.evaluate import evaluate_model_suite

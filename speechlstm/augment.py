@@ -7,7 +7,7 @@ Features: SpecAugment time and feature masks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import numpy as np
 

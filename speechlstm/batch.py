@@ -14,7 +14,7 @@ import glob
 import io
 import os
 import time
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 from .config import AUDIO_EXTENSIONS
 from .errors import SpeechLSTMError

@@ -6,7 +6,6 @@ traceback unless ``--debug`` is given.
 """
 from __future__ import annotations
 
-import sys
 
 import click
 
@@ -222,7 +221,7 @@ def train(config_path, resume):
 def synth(texts_file, words, repeat, out_dir, manifest, n_voices, engine, seed, workers):
     """Render texts with espeak-ng / flite voices (accents, variants, speeds, pitches) into a manifest."""
     from .data import write_manifest
-    from .synth import espeak_voices, flite_voices, synthesize
+    from .synth import synthesize
 
     texts = [w.strip() for w in (words or "").split(",") if w.strip()]
     if texts_file:
@@ -283,7 +282,7 @@ def tune(config_path, grid, n_random, epochs, out_dir, seed):
     from .tune import parse_grid, run_search
 
     base = load_config(config_path)
-    rows = run_search(base, parse_grid(grid), out_dir, epochs=epochs, n_random=n_random, seed=seed)
+    run_search(base, parse_grid(grid), out_dir, epochs=epochs, n_random=n_random, seed=seed)
     click.echo(open(f"{out_dir}/results.md").read())
 
 

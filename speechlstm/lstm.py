@@ -53,7 +53,7 @@ def _forward_layer(gx, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, n_chun
     h0/c0 [D,B,H]; writes y [B,T,D*H], hn/cn [D,B,H]; saves activated gates [D,B,T,4H] and cells
     [D,B,T,H] when those arrays are non-empty (training)."""
     D = whh.shape[0]
-    B, T = gx.shape[0], gx.shape[1]
+    B = gx.shape[0]
     G = gx.shape[2] // D
     H = G // 4
     save = gates_s.shape[0] > 0

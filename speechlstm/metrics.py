@@ -1,7 +1,7 @@
 """Error rates and classification metrics."""
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 

@@ -12,7 +12,6 @@ A model file is a ``.npz`` archive read with ``allow_pickle=False``:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import zipfile

@@ -6,7 +6,7 @@ Parameters are plain numpy arrays in dicts named exactly like PyTorch's (``weigh
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 

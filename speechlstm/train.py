@@ -15,7 +15,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from .ctc import ctc_loss
 from .data import read_any
 from .decoding import greedy_decode
 from .errors import DataError, ParameterError
-from .features import FeatureConfig, FeatureStats, base_features, compute_stats, extract_features
+from .features import FeatureConfig, FeatureStats, base_features, compute_stats
 from .metrics import wer
 from .model import save_model
 from .nn import AcousticModel, Adam, clip_grad_norm, log_softmax
@@ -293,7 +293,7 @@ class Trainer:
     # -- evaluation -------------------------------------------------------------------------------
     def evaluate(self, model: AcousticModel, xs, ys, texts, batch_size: int = 64) -> dict:
         model.eval()
-        tot, n, hyps = 0.0, 0, []
+        tot, n = 0.0, 0
         order = np.argsort([x.shape[0] for x in xs])
         out_hyps = [None] * len(xs)
         for s in range(0, len(xs), batch_size):

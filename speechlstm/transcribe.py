@@ -8,7 +8,7 @@ stays bounded whatever the file's length.  Results are plain JSON-ready dicts.
 from __future__ import annotations
 
 import os
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 

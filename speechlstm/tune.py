@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import itertools
-import json
 import os
 import time
 from typing import Dict, List, Sequence

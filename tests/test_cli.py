@@ -1,10 +1,7 @@
 """The user's surface: speechlstm transcribe / spot / info / evaluate, bad inputs, formats."""
-import csv
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from speechlstm.batch import COLUMNS, SpotJob, expand_inputs, spot_files
