@@ -79,7 +79,8 @@ def noise_clips(work, rows, seed, n=150):
     for i in range(n):
         y = (pink_noise if i % 2 else white_noise)(16000, rng) * float(10 ** rng.uniform(-3.5, -1))
         p = os.path.abspath(os.path.join(d, f"noise_{i:04d}.wav"))
-        sf.write(p, np.clip(y, -1, 1), 16000, subtype="PCM_16")
+        if not os.path.exists(p):  # same seed, same clip: keep the file (and the feature cache valid)
+            sf.write(p, np.clip(y, -1, 1), 16000, subtype="PCM_16")
         out.append({"path": p, "text": "", "speaker": f"noise-{i}", "duration": 1.0})
     return out
 
@@ -98,11 +99,12 @@ def noise_clips(work, rows, seed, n=150):
               help="Highest mel frequency (Hz): 4000 makes 8 kHz (telephone, FSDD) and 16 kHz audio look alike.")
 @click.option("--p-telephone", default=0.3, show_default=True, help="Share of augmented copies band-limited to 8 kHz.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--run-name", default="", help="Run folder under --work (default: bi or uni).")
 @click.option("--workers", default=2, show_default=True)
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
 def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, fmax, p_telephone, seed,
-         workers, export_name):
+         run_name, workers, export_name):
     from speechlstm.train import TrainConfig, Trainer
 
     t_start = time.time()
@@ -137,7 +139,7 @@ def main(data_root, work, epochs, hidden, layers, unidirectional, singles, seque
                 shutil.copy(r["path"], dst)
     print(json.dumps({k: sum(1 for _ in open(v)) for k, v in m.items()}))
     # 3. training
-    run_dir = os.path.join(work, "uni" if unidirectional else "bi")
+    run_dir = os.path.join(work, run_name or ("uni" if unidirectional else "bi"))
     cfg = TrainConfig(train=[m["train"]], dev=[m["dev"]], out_dir=run_dir, cache_dir=os.path.join(work, "cache"),
                       noise=[noise_dir], augment_copies=copies, hidden_size=hidden, num_layers=layers,
                       bidirectional=not unidirectional, epochs=epochs, seed=seed, workers=workers,
