@@ -16,6 +16,12 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+            import os
+            import sys
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(0)
         except (SpeechLSTMError, OSError, MemoryError) as exc:
             if ctx.meta.get("speechlstm.debug"):
                 raise
@@ -260,7 +266,8 @@ def info(model, as_json):
                f"{'bidirectional' if a['bidirectional'] else 'unidirectional'}) -> Dense({a['num_classes']}); "
                f"{d['parameters']:,} parameters")
     f = d["features"]
-    click.echo(f"features:     {f['n_mfcc']} MFCC + {f['delta_order']} deltas, {f['n_mels']} mels, "
+    click.echo(f"features:     {f['n_mfcc']} MFCC + {f['delta_order']} deltas, {f['n_mels']} mels "
+               f"{f['fmin']:g}-{f['fmax'] or f['sample_rate'] / 2:g} Hz, "
                f"{f['win_ms']}/{f['hop_ms']} ms, stack {f['stack']}, subsample {f['subsample']}, cmvn {f['cmvn']}")
     click.echo(f"alphabet:     {d['alphabet']!r}")
     click.echo(f"vocabulary:   {' '.join(d['vocabulary']) if d['vocabulary'] else '(any text)'}")
