@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from .errors import SpeechLSTMError
+from .errors import ParameterError, SpeechLSTMError
 
 
 class _Group(click.Group):
@@ -25,7 +25,10 @@ class _Group(click.Group):
         except (SpeechLSTMError, OSError, MemoryError) as exc:
             if ctx.meta.get("speechlstm.debug"):
                 raise
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if isinstance(exc, OSError) and exc.filename and exc.strerror:
+                msg = f"{exc.filename}: {exc.strerror.lower()}"
+            else:
+                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             click.echo(f"speechlstm: error: {msg}", err=True)
             ctx.exit(1)
 
@@ -156,7 +159,11 @@ def spot(ctx, paths, keywords, keywords_file, out_csv, model_name, threshold, wo
         raise click.UsageError("give --keywords or --keywords-file")
     model_path = _resolve(model_name)
     m = load_model(model_path, device=device)  # fail fast on a bad model, before any worker starts
+    from .alphabet import normalize_text
+
     for k in kws:
+        if not normalize_text(k):
+            raise ParameterError(f"keyword {k!r} has no letters")
         m.alphabet.encode(k)
     job = SpotJob(model_path, kws, threshold, device)
     if dask_address:

@@ -213,6 +213,8 @@ def read_manifest(path: str) -> List[dict]:
 def read_any(source: str, kind: str = "auto") -> List[dict]:
     """Read a manifest (.jsonl/.json), a CSV, or a corpus folder (kind: speech_commands, fsdd,
     librispeech, kaldi, text_pairs; "auto" guesses from the layout)."""
+    if not os.path.exists(source):
+        raise DataError(f"{source}: no such file or directory")
     if kind == "auto":
         if os.path.isfile(source):
             kind = "csv" if source.lower().endswith(".csv") else "manifest"

@@ -97,7 +97,10 @@ def load_config(path: str) -> TrainConfig:
     except tomllib.TOMLDecodeError as exc:
         raise DataError(f"{path}: not valid TOML ({exc})") from None
     base = os.path.dirname(os.path.abspath(path))
-    cfg = TrainConfig.from_dict(d)
+    try:
+        cfg = TrainConfig.from_dict(d)
+    except (ParameterError, TypeError) as exc:
+        raise DataError(f"{path}: {exc}") from None
 
     def rel(p):
         return p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p))

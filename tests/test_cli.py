@@ -137,3 +137,22 @@ def test_info_and_formats(tmp_path):
     if text:
         assert subs[0].start.total_seconds() >= 0 and subs[-1].end > subs[0].start
     assert open(out / "go_left_stop.tsv").readline() == "start\tend\ttext\n"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["evaluate", "--data", "missing.jsonl", "--task", "transcribe", "--report", "r"], "missing.jsonl: no such file or directory"),
+    (["train", "--config", "missing.toml"], "missing.toml: no such config file"),
+    (["info", "missing.npz"], "missing.npz: no such model file"),
+    (["synth", "--texts", "missing.txt", "--out-dir", "s", "--manifest", "s.jsonl"], "missing.txt: no such file or directory"),
+    (["spot", "x.wav", "--keywords", "!!!", "--out", "x.csv"], "keyword '!!!' has no letters"),
+])
+def test_other_commands_fail_in_one_line(tmp_path, args, message):
+    r = subprocess.run([sys.executable, "-m", "speechlstm", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [f"speechlstm: error: {message}"]
+
+
+def test_empty_training_config_names_the_file(tmp_path):
+    (tmp_path / "empty.toml").write_text("")
+    r = CliRunner().invoke(main, ["train", "--config", str(tmp_path / "empty.toml")])
+    assert r.exit_code == 1 and f"{tmp_path / 'empty.toml'}: training config needs" in r.output
