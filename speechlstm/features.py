@@ -41,6 +41,7 @@ __all__ = [
     "FeatureStream",
     "extract_features",
     "base_features",
+    "normalize_and_stack",
     "compute_stats",
     "file_features",
     "iter_file_features",
@@ -329,10 +330,26 @@ def extract_features(
     -------
     np.ndarray [shape=(cfg.n_frames(n_samples), cfg.dim), dtype=float32]
     """
-    x = base_features(y, cfg)
-    x = _normalise(x, _resolve_stats(cfg, stats, x))
-    n_out = -(-x.shape[0] // cfg.subsample)
-    return _stack(x, 0, n_out, cfg, x.shape[0] - 1)
+    return normalize_and_stack(base_features(y, cfg), cfg, stats=stats)
+
+
+def normalize_and_stack(base: np.ndarray, cfg: FeatureConfig = FeatureConfig(), *,
+                        stats: FeatureStats | None = None) -> np.ndarray:
+    """Model frames from base features (the last two stages of :func:`extract_features`).
+
+    Parameters
+    ----------
+    base : np.ndarray [shape=(n_base, cfg.base_dim)]
+        output of :func:`base_features` (e.g. cached by a trainer).
+    stats : FeatureStats or None
+        required when ``cfg.cmvn == "global"``.
+
+    Returns
+    -------
+    np.ndarray [shape=(ceil(n_base / cfg.subsample), cfg.dim), dtype=float32]
+    """
+    x = _normalise(base, _resolve_stats(cfg, stats, base))
+    return _stack(x, 0, -(-x.shape[0] // cfg.subsample), cfg, x.shape[0] - 1)
 
 
 def _resolve_stats(cfg: FeatureConfig, stats, x=None):

@@ -25,7 +25,7 @@ from .ctc import ctc_loss
 from .data import read_any
 from .decoding import greedy_decode
 from .errors import DataError, ParameterError
-from .features import FeatureConfig, FeatureStats, base_features, compute_stats
+from .features import FeatureConfig, base_features, compute_stats, normalize_and_stack
 from .metrics import wer
 from .model import save_model
 from .nn import AcousticModel, Adam, clip_grad_norm, log_softmax
@@ -216,15 +216,6 @@ class FeatureCache:
         return feats, [rows[i]["text"] for i in idx], [rows[i] for i in idx]
 
 
-def _stack(base: np.ndarray, cfg: FeatureConfig, stats: Optional[FeatureStats]) -> np.ndarray:
-    """Normalise and stack cached base features exactly as ``extract_features`` does."""
-    from .features import _normalise, _resolve_stats, _stack as stack_frames
-
-    st = _resolve_stats(cfg, stats, base)
-    x = _normalise(base, st)
-    return stack_frames(x, 0, -(-x.shape[0] // cfg.subsample), cfg, x.shape[0] - 1)
-
-
 # ------------------------------------------------------------------------------------------------
 # trainer
 # ------------------------------------------------------------------------------------------------
@@ -257,8 +248,8 @@ class Trainer:
         base_train, self.train_texts, _ = self.cache.get(train_rows, self.cfg.augment_copies)
         base_dev, self.dev_texts, _ = self.cache.get(dev_rows, 0) if dev_rows else ([], [], [])
         self.stats = compute_stats(base_train) if self.fcfg.cmvn == "global" else None
-        self.train_x = [_stack(b, self.fcfg, self.stats) for b in base_train]
-        self.dev_x = [_stack(b, self.fcfg, self.stats) for b in base_dev]
+        self.train_x = [normalize_and_stack(b, self.fcfg, stats=self.stats) for b in base_train]
+        self.dev_x = [normalize_and_stack(b, self.fcfg, stats=self.stats) for b in base_dev]
         self.train_y = [self.alphabet.encode(t, normalize=False) for t in self.train_texts]
         self.dev_y = [self.alphabet.encode(t, normalize=False) for t in self.dev_texts]
         self.prepare_seconds = time.time() - t0
