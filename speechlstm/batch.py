@@ -17,7 +17,7 @@ import time
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 from .config import AUDIO_EXTENSIONS
-from .errors import SpeechLSTMError
+from .errors import SpeechLSTMError, error_line
 
 __all__ = ["expand_inputs", "ResultWriter", "spot_files", "COLUMNS", "SpotJob"]
 
@@ -139,8 +139,7 @@ class SpotJob:
             dur = audio_info(path).duration
             found = self._model.spot(path, self.keywords, threshold=self.threshold)
         except (SpeechLSTMError, OSError, MemoryError, ValueError) as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return path, [{"path": path, "status": "failed", "error": msg}], 0.0
+            return path, [{"path": path, "status": "failed", "error": error_line(exc, path)}], 0.0
         if not found:
             return path, [{"path": path, "status": "ok"}], dur
         return path, [{"path": path, "status": "ok", "keyword": d["keyword"], "start": f"{d['start']:.3f}",

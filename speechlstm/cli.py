@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from .errors import ParameterError, SpeechLSTMError
+from .errors import ParameterError, SpeechLSTMError, error_line
 
 
 class _Group(click.Group):
@@ -25,11 +25,7 @@ class _Group(click.Group):
         except (SpeechLSTMError, OSError, MemoryError) as exc:
             if ctx.meta.get("speechlstm.debug"):
                 raise
-            if isinstance(exc, OSError) and exc.filename and exc.strerror:
-                msg = f"{exc.filename}: {exc.strerror.lower()}"
-            else:
-                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            click.echo(f"speechlstm: error: {msg}", err=True)
+            click.echo(f"speechlstm: error: {error_line(exc)}", err=True)
             ctx.exit(1)
 
 
@@ -108,10 +104,7 @@ def transcribe(ctx, files, model_name, fmt, output_dir, beam_size, words, words_
             if ctx.meta.get("speechlstm.debug"):
                 raise
             failed += 1
-            msg = str(exc).strip().splitlines()[0]
-            if not msg.startswith(path):
-                msg = f"{path}: {msg}"
-            click.echo(f"speechlstm: error: {msg}", err=True)
+            click.echo(f"speechlstm: error: {error_line(exc, path)}", err=True)
             continue
         text = format_result(result, fmt)
         if output_dir:
@@ -174,8 +167,7 @@ def spot(ctx, paths, keywords, keywords_file, out_csv, model_name, threshold, wo
     else:
         summary = spot_files(job, paths, out_csv, workers=workers, resume=resume, progress=not quiet)
     for f in summary["failures"]:
-        click.echo(f"speechlstm: error: {f['error'] if f['error'].startswith(f['path']) else f['path'] + ': ' + f['error']}",
-                   err=True)
+        click.echo(f"speechlstm: error: {f['error']}", err=True)
     short = {k: summary[k] for k in ("files", "skipped_done", "processed", "failed", "detections")}
     short["audio_hours_per_minute"] = round(summary["audio_hours_per_minute"], 4)
     click.echo(json.dumps(short), err=True)

@@ -4,6 +4,8 @@ Every error the library raises on purpose derives from :class:`SpeechLSTMError`,
 (and the CLI) can catch exactly the failures that come from bad input rather than from bugs.
 Messages always quote the file or the value at fault.
 """
+from __future__ import annotations
+
 
 
 class SpeechLSTMError(Exception):
@@ -28,3 +30,16 @@ class DataError(SpeechLSTMError):
 
 class DeviceError(SpeechLSTMError):
     """The requested compute device is not available."""
+
+
+def error_line(exc: BaseException, path: str | None = None) -> str:
+    """One line describing ``exc`` for users: the message's first line (an OSError as
+    ``FILE: reason``), prefixed with ``path`` when the message does not already start with it."""
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        msg = f"{exc.filename}: {exc.strerror.lower()}"
+    else:
+        text = str(exc).strip()
+        msg = text.splitlines()[0] if text else type(exc).__name__
+    if path is not None and not msg.startswith(str(path)):
+        msg = f"{path}: {msg}"
+    return msg

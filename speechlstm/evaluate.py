@@ -10,7 +10,7 @@ from typing import Dict, List
 import numpy as np
 
 from .data import COMMAND_CLASSES, read_any
-from .errors import ParameterError
+from .errors import ParameterError, error_line
 from .metrics import cer, command_class, confusion_matrix, wer
 
 __all__ = ["evaluate", "evaluate_model_suite", "write_report"]
@@ -23,7 +23,7 @@ def _timed_transcripts(model, rows, beam_size, words):
         try:
             res = model.transcribe(r["path"], beam_size=beam_size, words=words)
         except Exception as exc:  # one bad file is reported, the evaluation goes on
-            failures.append({"path": r["path"], "error": str(exc).splitlines()[0]})
+            failures.append({"path": r["path"], "error": error_line(exc, r["path"])})
             hyps.append(None)
             continue
         proc_s += time.perf_counter() - t0
