@@ -22,7 +22,7 @@ from numba import cuda, float32
 from . import config
 from .errors import DeviceError, ParameterError
 from .gates import compile_gates
-from .lstm import _check_lengths, _check_state, check_weights
+from .lstm import _check_lengths, _check_state, check_input, check_weights
 
 __all__ = ["gpu_lstm_forward", "gpu_log_probs", "gpu_greedy_ids", "gpu_dense"]
 
@@ -163,11 +163,7 @@ def gpu_dense(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray
 
 
 def _forward_device(x, weights, lengths=None, h0=None, c0=None):
-    x = np.asarray(x)
-    if x.ndim != 3:
-        raise ParameterError(f"x must be [B, T, I], got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ParameterError("x contains NaN or infinite values")
+    x = check_input(x)
     B, T, I = x.shape
     weights, L, D, H, _ = check_weights(weights, input_size=I, dtype=np.float32)
     lens = _check_lengths(lengths, B, T)

@@ -32,7 +32,7 @@ from .errors import ParameterError
 from .gates import compile_gates
 from .linalg import matmul, matmul_tn, prepare_blas
 
-__all__ = ["lstm_forward", "lstm_backward", "LSTMCache", "check_weights"]
+__all__ = ["lstm_forward", "lstm_backward", "LSTMCache", "check_weights", "check_input"]
 
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}  # no nnan/ninf: huge inputs must stay exact
 _JIT = dict(cache=True, fastmath=_FASTMATH, error_model="numpy")  # numpy model: no divide checks, so loops vectorize
@@ -334,6 +334,18 @@ def check_weights(weights, *, input_size: Optional[int] = None, dtype=np.float32
     return out, len(out), D, H, out[0][0][0].shape[1]
 
 
+def check_input(x) -> np.ndarray:
+    """Validate an LSTM input: a finite float32/float64 array [B, T, I] (shared with gpu_lstm)."""
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ParameterError(f"x must be [B, T, I], got shape {x.shape}")
+    if x.dtype not in (np.float32, np.float64):
+        raise ParameterError(f"x must be float32 or float64, got {x.dtype}")
+    if not np.all(np.isfinite(x)):
+        raise ParameterError("x contains NaN or infinite values")
+    return x
+
+
 def _check_lengths(lengths, B: int, T: int) -> np.ndarray:
     if lengths is None:
         return np.full(B, T, np.int64)
@@ -392,13 +404,7 @@ def lstm_forward(
         states after each sequence's last valid frame (for the reverse direction: after frame 0).
     cache : LSTMCache or None
     """
-    x = np.asarray(x)
-    if x.ndim != 3:
-        raise ParameterError(f"x must be [B, T, I], got shape {x.shape}")
-    if x.dtype not in (np.float32, np.float64):
-        raise ParameterError(f"x must be float32 or float64, got {x.dtype}")
-    if not np.all(np.isfinite(x)):
-        raise ParameterError("x contains NaN or infinite values")
+    x = check_input(x)
     dtype = x.dtype
     B, T, I = x.shape
     weights, L, D, H, _ = check_weights(weights, input_size=I, dtype=dtype)
