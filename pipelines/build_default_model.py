@@ -98,12 +98,14 @@ def noise_clips(work, rows, seed, n=150):
 @click.option("--fmax", default=4000.0, show_default=True,
               help="Highest mel frequency (Hz): 4000 makes 8 kHz (telephone, FSDD) and 16 kHz audio look alike.")
 @click.option("--p-telephone", default=0.3, show_default=True, help="Share of augmented copies band-limited to 8 kHz.")
+@click.option("--p-trim", default=0.0, show_default=True,
+              help="Share of augmented copies whose speech onset is clipped by 0-80 ms (tightly trimmed corpora).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--run-name", default="", help="Run folder under --work (default: bi or uni).")
 @click.option("--workers", default=2, show_default=True)
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
-def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, fmax, p_telephone, seed,
+def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, fmax, p_telephone, p_trim, seed,
          run_name, workers, export_name):
     from speechlstm.train import TrainConfig, Trainer
 
@@ -144,7 +146,7 @@ def main(data_root, work, epochs, hidden, layers, unidirectional, singles, seque
                       noise=[noise_dir], augment_copies=copies, hidden_size=hidden, num_layers=layers,
                       bidirectional=not unidirectional, epochs=epochs, seed=seed, workers=workers,
                       features={"cmvn": "global" if unidirectional else "utterance", "fmax": fmax},
-                      augment={"p_telephone": p_telephone},
+                      augment={"p_telephone": p_telephone, **({"p_trim": p_trim} if p_trim else {})},
                       vocabulary=list(SPEECH_COMMANDS_WORDS), patience=6,
                       name="commands-stream" if unidirectional else "commands")
     Trainer(cfg).run(resume=True)

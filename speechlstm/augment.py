@@ -15,7 +15,7 @@ from .config import SAMPLE_RATE
 from .errors import ParameterError
 
 __all__ = ["white_noise", "pink_noise", "add_noise", "gain", "speed_perturb", "telephone", "reverb",
-           "spec_augment", "Augmenter"]
+           "trim_onset", "spec_augment", "Augmenter"]
 
 
 def white_noise(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -86,6 +86,25 @@ def reverb(y: np.ndarray, rng: np.random.Generator, sr: int = SAMPLE_RATE, *, rt
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
+def trim_onset(y: np.ndarray, cut_s: float, sr: int = SAMPLE_RATE, *, threshold_db: float = -35.0) -> np.ndarray:
+    """Clip the start of the speech: drop everything before the first 10 ms frame within
+    ``threshold_db`` of the loudest one, plus ``cut_s`` seconds more.
+
+    Mimics corpora trimmed tightly around each word (FSDD), where the first consonant is often
+    partly cut. Returns ``y`` unchanged when it is too short to keep 100 ms after the cut.
+    """
+    hop = max(1, int(0.01 * sr))
+    n = y.size // hop
+    if n < 2:
+        return y
+    frames = np.square(y[: n * hop].astype(np.float64)).reshape(n, hop).mean(axis=1)
+    loud = frames >= frames.max() * 10 ** (threshold_db / 10.0)
+    start = int(np.argmax(loud)) * hop + int(round(cut_s * sr))
+    if y.size - start < int(0.1 * sr):
+        return y
+    return y[start:].copy()
+
+
 def spec_augment(x: np.ndarray, rng: np.random.Generator, *, time_masks: int = 2, max_time: int = 5,
                  feature_masks: int = 2, max_features: int = 3, n_cepstra: Optional[int] = None) -> np.ndarray:
     """SpecAugment on model features ``[T, D]``: zero random time spans and feature bands.
@@ -123,9 +142,13 @@ class Augmenter:
     speed: tuple = (0.85, 1.15)
     p_telephone: float = 0.15
     p_reverb: float = 0.2
+    p_trim: float = 0.0  # share of clips whose speech onset is clipped (see trim_onset)
+    trim_s: tuple = (0.0, 0.08)  # seconds cut after the detected onset
     sr: int = SAMPLE_RATE
 
     def __call__(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.p_trim and rng.random() < self.p_trim:
+            y = trim_onset(y, float(rng.uniform(*self.trim_s)), self.sr)
         if rng.random() < self.p_speed:
             y = speed_perturb(y, float(rng.uniform(*self.speed)), self.sr)
         if rng.random() < self.p_reverb:

@@ -204,11 +204,17 @@ def evaluate(model_name, data, task, report_dir, beam_size, keywords, limit):
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="Training config (TOML).")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.")
-def train(config_path, resume):
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None,
+              help="Where the LSTM runs (default: the config's device, else cpu).")
+def train(config_path, resume, device):
     """Train a model from a TOML config (see README); writes model.npz, log.jsonl, curve.png."""
+    from .device import resolve_device
     from .train import Trainer, load_config
 
     cfg = load_config(config_path)
+    if device:
+        cfg.device = device
+    resolve_device(cfg.device)  # a clear error before any feature is computed
     state = Trainer(cfg).run(resume=resume)
     click.echo(f"best dev loss {state['best']:.4f} at epoch {state['best_epoch']}; model: {cfg.out_dir}/model.npz")
 

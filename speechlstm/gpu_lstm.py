@@ -2,19 +2,24 @@
 
 Kernels:
 
-* ``_gemm_bias``: tiled shared-memory matrix multiply ``C = A @ B.T + bias`` — the input projection
-  of every timestep and direction at once, and the output Dense layer;
+* ``_gemm``: tiled shared-memory matrix multiply ``C = op(A) @ op(B) (+ bias)``, ``op`` the identity
+  or the transpose — the input projection of every timestep and direction at once, the output
+  Dense layer, and in backward ``dx = dgates @ W_ih`` and the weight gradients ``dgates.T @ x``;
 * ``_lstm_step``: one timestep of every (direction, sequence, unit): the recurrent dot products
   and the fused gate math (the same activation functions as the CPU, from :mod:`speechlstm.gates`);
-  the reverse direction walks each sequence from its own last frame, padding never leaks;
+  the reverse direction walks each sequence from its own last frame, padding never leaks; in
+  training it also keeps the activated gates and cell states;
+* backward through time, per step: ``_lstm_back_gates`` (gate pre-activation gradients and the
+  cell-state gradient, per unit) then ``_lstm_back_hidden`` (``dh = dgates @ W_hh``, per unit);
+  every weight gradient is then one GEMM over all timesteps, as on the CPU;
 * ``_log_softmax_rows`` and ``_greedy_ctc``: per-frame log-softmax and best-path decoding.
 
-Backward kernels are not written yet: ``training=True`` raises a clear error (train on the CPU).
 Tunables (threads per block, tile size) are read from :mod:`speechlstm.config` at call time.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numba import cuda, float32
@@ -24,7 +29,7 @@ from .errors import DeviceError, ParameterError
 from .gates import compile_gates
 from .lstm import _check_lengths, _check_state, check_input, check_weights
 
-__all__ = ["gpu_lstm_forward", "gpu_log_probs", "gpu_greedy_ids", "gpu_dense"]
+__all__ = ["gpu_lstm_forward", "gpu_lstm_backward", "GpuLSTMCache", "gpu_log_probs", "gpu_greedy_ids", "gpu_dense"]
 
 _dexp, _dsigmoid, _dtanh = compile_gates(cuda.jit(device=True))
 TILE = config.CUDA_TILE
@@ -36,34 +41,45 @@ def _require_gpu():
 
 
 @cuda.jit
-def _gemm_bias(A, B, bias, C):
-    """C[M, N] = A[M, K] @ B[N, K].T + bias[N], tiled through shared memory."""
+def _gemm_kernel(A, B, bias, C, ta, tb):
+    """C[M, N] = op(A)[M, K] @ op(B)[K, N] + bias[N], tiled through shared
+    memory; op transposes when ``ta`` / ``tb``.  Every tile is loaded along the array's contiguous
+    axis (coalesced) and read transposed from shared memory where needed."""
     sa = cuda.shared.array((TILE, TILE), float32)
     sb = cuda.shared.array((TILE, TILE), float32)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
-    row = cuda.blockIdx.y * TILE + ty
-    col = cuda.blockIdx.x * TILE + tx
-    M, K = A.shape
-    N = B.shape[0]
+    m0 = cuda.blockIdx.y * TILE
+    n0 = cuda.blockIdx.x * TILE
+    row = m0 + ty
+    col = n0 + tx
+    M, N = C.shape
+    K = A.shape[0] if ta else A.shape[1]
     acc = float32(0.0)
     for k0 in range(0, K, TILE):
-        sa[ty, tx] = A[row, k0 + tx] if (row < M and k0 + tx < K) else float32(0.0)
-        # B tile transposed on the fly: sb[ty, tx] = B[col_of_block + ty, k0 + tx]
-        brow = cuda.blockIdx.x * TILE + ty
-        sb[ty, tx] = B[brow, k0 + tx] if (brow < N and k0 + tx < K) else float32(0.0)
+        if ta:  # sa[k, m] = A[k0 + k, m0 + m]
+            sa[ty, tx] = A[k0 + ty, m0 + tx] if (k0 + ty < K and m0 + tx < M) else float32(0.0)
+        else:  # sa[m, k] = A[m0 + m, k0 + k]
+            sa[ty, tx] = A[row, k0 + tx] if (row < M and k0 + tx < K) else float32(0.0)
+        if tb:  # sb[n, k] = B[n0 + n, k0 + k]
+            sb[ty, tx] = B[n0 + ty, k0 + tx] if (n0 + ty < N and k0 + tx < K) else float32(0.0)
+        else:  # sb[k, n] = B[k0 + k, n0 + n]
+            sb[ty, tx] = B[k0 + ty, col] if (k0 + ty < K and col < N) else float32(0.0)
         cuda.syncthreads()
         for k in range(TILE):
-            acc += sa[ty, k] * sb[tx, k]
+            a = sa[k, ty] if ta else sa[ty, k]
+            b = sb[tx, k] if tb else sb[k, tx]
+            acc += a * b
         cuda.syncthreads()
     if row < M and col < N:
         C[row, col] = acc + bias[col]
 
 
 @cuda.jit
-def _lstm_step(s, gx, whh, lengths, h_in, c_in, h_out, c_out, y):
+def _lstm_step(s, gx, whh, lengths, h_in, c_in, h_out, c_out, y, save, gates_s, cells_s):
     """Step s for every (direction, sequence, unit).  gx [B,T,D*4H]; whh [D,4H,H];
-    h/c ping-pong buffers [D,B,H]; y [B,T,D*H]."""
+    h/c ping-pong buffers [D,B,H]; y [B,T,D*H]; with ``save``, the activated gates [D,B,T,4H] and
+    cells [D,B,T,H] are kept for backward."""
     i = cuda.grid(1)
     D = whh.shape[0]
     H = whh.shape[2]
@@ -100,6 +116,109 @@ def _lstm_step(s, gx, whh, lengths, h_in, c_in, h_out, c_out, y):
     c_out[d, b, j] = cc
     h_out[d, b, j] = hh
     y[b, t, d * H + j] = hh
+    if save:
+        gates_s[d, b, t, j] = ig
+        gates_s[d, b, t, H + j] = fg
+        gates_s[d, b, t, 2 * H + j] = gg
+        gates_s[d, b, t, 3 * H + j] = og
+        cells_s[d, b, t, j] = cc
+
+
+@cuda.jit
+def _lstm_back_gates(s, gates_s, cells_s, c0, lengths, dy, dh, dc, dg):
+    """Backward step s for every (direction, sequence, unit): gate pre-activation gradients into
+    dg [B,T,D*4H] (left zero past each sequence's end) and dc [D,B,H] carried to the previous step
+    in place.  dh [D,B,H] holds the gradient reaching h from step s+1 (dy is added here)."""
+    i = cuda.grid(1)
+    D = gates_s.shape[0]
+    B = gates_s.shape[1]
+    H = cells_s.shape[3]
+    if i >= D * B * H:
+        return
+    d = i // (B * H)
+    b = (i // H) % B
+    j = i % H
+    L = lengths[b]
+    if s >= L:  # padding: state carried unchanged, nothing to add
+        return
+    t = s if d == 0 else L - 1 - s
+    tp = t - 1 if d == 0 else t + 1
+    ig = gates_s[d, b, t, j]
+    fg = gates_s[d, b, t, H + j]
+    gg = gates_s[d, b, t, 2 * H + j]
+    og = gates_s[d, b, t, 3 * H + j]
+    tc = _dtanh(cells_s[d, b, t, j])
+    cprev = c0[d, b, j] if s == 0 else cells_s[d, b, tp, j]
+    dhj = dh[d, b, j] + dy[b, t, d * H + j]
+    dcc = dc[d, b, j] + dhj * og * (float32(1.0) - tc * tc)
+    base = d * 4 * H
+    dg[b, t, base + j] = dcc * gg * ig * (float32(1.0) - ig)
+    dg[b, t, base + H + j] = dcc * cprev * fg * (float32(1.0) - fg)
+    dg[b, t, base + 2 * H + j] = dcc * ig * (float32(1.0) - gg * gg)
+    dg[b, t, base + 3 * H + j] = dhj * tc * og * (float32(1.0) - og)
+    dc[d, b, j] = dcc * fg
+
+
+@cuda.jit
+def _lstm_back_hidden(s, dg, whh, lengths, dh):
+    """dh[d, b, k] = sum_g dg[b, t, d*4H + g] * whh[d, g, k] for every sequence still running at
+    step s (the others keep their dh)."""
+    i = cuda.grid(1)
+    D = whh.shape[0]
+    H = whh.shape[2]
+    B = lengths.shape[0]
+    if i >= D * B * H:
+        return
+    d = i // (B * H)
+    b = (i // H) % B
+    k = i % H
+    L = lengths[b]
+    if s >= L:
+        return
+    t = s if d == 0 else L - 1 - s
+    G = 4 * H
+    acc = float32(0.0)
+    for g in range(G):
+        acc += dg[b, t, d * G + g] * whh[d, g, k]
+    dh[d, b, k] = acc
+
+
+@cuda.jit
+def _previous_h(y, h0, lengths, d, out):
+    """h_{t-1} seen by step t of direction d: out [B,T,H] (h0 at each sequence's first step, zero
+    at padding)."""
+    i = cuda.grid(1)
+    B, T, H = out.shape
+    if i >= B * T * H:
+        return
+    b = i // (T * H)
+    t = (i // H) % T
+    j = i % H
+    L = lengths[b]
+    if t >= L:
+        out[b, t, j] = float32(0.0)
+        return
+    first = (t == 0) if d == 0 else (t == L - 1)
+    tp = t - 1 if d == 0 else t + 1
+    out[b, t, j] = h0[d, b, j] if first else y[b, tp, d * H + j]
+
+
+@cuda.jit
+def _column_sums(a, out):
+    n = cuda.grid(1)
+    if n >= a.shape[1]:
+        return
+    acc = float32(0.0)
+    for r in range(a.shape[0]):
+        acc += a[r, n]
+    out[n] = acc
+
+
+@cuda.jit
+def _fill_zero(a):
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        a[i] = float32(0.0)
 
 
 @cuda.jit
@@ -146,10 +265,22 @@ def _blocks(n: int) -> tuple:
     return (max(1, -(-n // tpb)), tpb)
 
 
-def _gemm(A_d, B_d, bias_d, C_d):
+def _gemm(A_d, B_d, bias_d, C_d, *, ta: bool = False, tb: bool = True):
+    """C = op(A) @ op(B) + bias on the device; the default (tb) is ``A @ B.T + bias``."""
     M, N = C_d.shape
+    if bias_d is None:
+        bias_d = _zeros((N,))
     grid = (-(-N // TILE), -(-M // TILE))
-    _gemm_bias[grid, (TILE, TILE)](A_d, B_d, bias_d, C_d)
+    _gemm_kernel[grid, (TILE, TILE)](A_d, B_d, bias_d, C_d, ta, tb)
+
+
+def _zeros(shape):
+    a = cuda.device_array(shape, np.float32)
+    n = int(np.prod(shape))
+    if n:
+        grid, tpb = _blocks(n)
+        _fill_zero[grid, tpb](a.reshape(n))
+    return a
 
 
 def gpu_dense(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -162,7 +293,24 @@ def gpu_dense(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray
     return C.copy_to_host().reshape(x.shape[:-1] + (weight.shape[0],))
 
 
-def _forward_device(x, weights, lengths=None, h0=None, c0=None):
+@dataclass
+class GpuLSTMCache:
+    """What the CUDA forward keeps for :func:`gpu_lstm_backward` (device arrays, one per layer)."""
+
+    inputs: list  # layer inputs [B*T, I_l]
+    gates: list  # activated gates [D,B,T,4H]
+    cells: list  # cell states [D,B,T,H]
+    outputs: list  # layer outputs [B,T,D*H]
+    h0: object  # device [L*D,B,H]
+    c0: object
+    lengths: np.ndarray  # host [B] int64
+    lengths_d: object
+    weights: list  # host weights, float32
+    shape: tuple  # (B, T, I)
+    bidirectional: bool
+
+
+def _forward_device(x, weights, lengths=None, h0=None, c0=None, training=False):
     x = check_input(x)
     B, T, I = x.shape
     weights, L, D, H, _ = check_weights(weights, input_size=I, dtype=np.float32)
@@ -172,8 +320,11 @@ def _forward_device(x, weights, lengths=None, h0=None, c0=None):
     _require_gpu()
     lens_d = cuda.to_device(lens)
     inp = cuda.to_device(np.ascontiguousarray(x, np.float32).reshape(B * T, I))
+    h0_d, c0_d = cuda.to_device(h0), cuda.to_device(c0)
     hn = np.empty((L * D, B, H), np.float32)
     cn = np.empty((L * D, B, H), np.float32)
+    cache = GpuLSTMCache([], [], [], [], h0_d, c0_d, lens, lens_d, weights, (B, T, I), D == 2) if training else None
+    dummy = cuda.device_array((1, 1, 1, 1), np.float32)
     tmax = int(lens.max()) if B else 0
     for l in range(L):
         w_cat = np.concatenate([weights[l][d][0] for d in range(D)])
@@ -183,30 +334,98 @@ def _forward_device(x, weights, lengths=None, h0=None, c0=None):
         whh = cuda.to_device(np.stack([weights[l][d][1] for d in range(D)]))
         hbuf = [cuda.to_device(np.ascontiguousarray(h0[l * D:(l + 1) * D])), cuda.device_array((D, B, H), np.float32)]
         cbuf = [cuda.to_device(np.ascontiguousarray(c0[l * D:(l + 1) * D])), cuda.device_array((D, B, H), np.float32)]
-        y = cuda.to_device(np.zeros((B, T, D * H), np.float32))
+        y = _zeros((B, T, D * H))
+        gates = cuda.device_array((D, B, T, 4 * H), np.float32) if training else dummy
+        cells = cuda.device_array((D, B, T, H), np.float32) if training else dummy
         gx3 = gx.reshape(B, T, D * 4 * H)
         grid, tpb = _blocks(D * B * H)
         for s in range(tmax):
             a, o = s % 2, (s + 1) % 2
-            _lstm_step[grid, tpb](s, gx3, whh, lens_d, hbuf[a], cbuf[a], hbuf[o], cbuf[o], y)
+            _lstm_step[grid, tpb](s, gx3, whh, lens_d, hbuf[a], cbuf[a], hbuf[o], cbuf[o], y, training, gates, cells)
         fin = tmax % 2
         hn[l * D:(l + 1) * D] = hbuf[fin].copy_to_host()
         cn[l * D:(l + 1) * D] = cbuf[fin].copy_to_host()
+        if training:
+            cache.inputs.append(inp)
+            cache.gates.append(gates)
+            cache.cells.append(cells)
+            cache.outputs.append(y)
         inp = y.reshape(B * T, D * H)
-    return inp, (hn, cn), (B, T, D * H)
+    return inp, (hn, cn), (B, T, D * H), cache
 
 
 def gpu_lstm_forward(x, weights, *, lengths=None, h0=None, c0=None, training: bool = False):
-    """Same signature and results as :func:`speechlstm.lstm.lstm_forward` (float32, inference)."""
-    if training:
-        raise ParameterError("training on CUDA is not available yet (no backward kernels): use device='cpu'")
-    y_d, (hn, cn), shape = _forward_device(x, weights, lengths, h0, c0)
-    return y_d.copy_to_host().reshape(shape), (hn, cn), None
+    """Same signature and results as :func:`speechlstm.lstm.lstm_forward` (float32); with
+    ``training`` the cache is a :class:`GpuLSTMCache` for :func:`gpu_lstm_backward`."""
+    y_d, (hn, cn), shape, cache = _forward_device(x, weights, lengths, h0, c0, training)
+    return y_d.copy_to_host().reshape(shape), (hn, cn), cache
+
+
+def gpu_lstm_backward(grad_y, cache: GpuLSTMCache, *, grad_hn=None, grad_cn=None):
+    """Backward through time on the GPU; same signature and results as
+    :func:`speechlstm.lstm.lstm_backward` (float32)."""
+    if not isinstance(cache, GpuLSTMCache):
+        raise ParameterError("gpu_lstm_backward needs the cache of gpu_lstm_forward(..., training=True)")
+    B, T, _ = cache.shape
+    L = len(cache.gates)
+    D = 2 if cache.bidirectional else 1
+    H = cache.weights[0][0][1].shape[1]
+    G = 4 * H
+    grad_y = np.asarray(grad_y)
+    if grad_y.shape != (B, T, D * H):
+        raise ParameterError(f"grad_y must have shape {(B, T, D * H)}, got {grad_y.shape}")
+    dhn = _check_state(grad_hn, (L * D, B, H), np.float32, "grad_hn")
+    dcn = _check_state(grad_cn, (L * D, B, H), np.float32, "grad_cn")
+    _require_gpu()
+    lens, lens_d = cache.lengths, cache.lengths_d
+    tmax = int(lens.max()) if B else 0
+    dh0 = np.empty((L * D, B, H), np.float32)
+    dc0 = np.empty((L * D, B, H), np.float32)
+    grads = [None] * L
+    dy = cuda.to_device(np.ascontiguousarray(grad_y, np.float32))
+    step_grid, step_tpb = _blocks(D * B * H)
+    for l in range(L - 1, -1, -1):
+        sl = slice(l * D, (l + 1) * D)
+        W = cache.weights[l]
+        whh = cuda.to_device(np.stack([W[d][1] for d in range(D)]))
+        dh = cuda.to_device(np.ascontiguousarray(dhn[sl]))
+        dc = cuda.to_device(np.ascontiguousarray(dcn[sl]))
+        dg = _zeros((B, T, D * G))
+        c0 = cache.c0[sl]
+        for s in range(tmax - 1, -1, -1):
+            _lstm_back_gates[step_grid, step_tpb](s, cache.gates[l], cache.cells[l], c0, lens_d, dy, dh, dc, dg)
+            _lstm_back_hidden[step_grid, step_tpb](s, dg, whh, lens_d, dh)
+        dh0[sl] = dh.copy_to_host()
+        dc0[sl] = dc.copy_to_host()
+        inp = cache.inputs[l]
+        I = inp.shape[1]
+        dg2 = dg.reshape(B * T, D * G)
+        dw_ih_all = cuda.device_array((D * G, I), np.float32)
+        _gemm(dg2, inp, None, dw_ih_all, ta=True, tb=False)
+        db_all = cuda.device_array(D * G, np.float32)
+        grid, tpb = _blocks(D * G)
+        _column_sums[grid, tpb](dg2, db_all)
+        w_cat = cuda.to_device(np.concatenate([W[d][0] for d in range(D)]))
+        dx = cuda.device_array((B * T, I), np.float32)
+        _gemm(dg2, w_cat, None, dx, ta=False, tb=False)
+        hprev = cuda.device_array((B, T, H), np.float32)
+        hgrid, htpb = _blocks(B * T * H)
+        dw_ih_h, db_h = dw_ih_all.copy_to_host(), db_all.copy_to_host()
+        layer_grads = []
+        for d in range(D):
+            _previous_h[hgrid, htpb](cache.outputs[l], cache.h0[sl], lens_d, d, hprev)
+            dw_hh = cuda.device_array((G, H), np.float32)
+            _gemm(dg2[:, d * G:(d + 1) * G], hprev.reshape(B * T, H), None, dw_hh, ta=True, tb=False)
+            db = db_h[d * G:(d + 1) * G]
+            layer_grads.append((dw_ih_h[d * G:(d + 1) * G], dw_hh.copy_to_host(), db, db.copy()))
+        grads[l] = layer_grads
+        dy = dx.reshape(B, T, I)
+    return dy.copy_to_host(), grads, (dh0, dc0)
 
 
 def gpu_log_probs(acoustic, x, lengths=None) -> np.ndarray:
     """Acoustic model forward on the GPU: LSTM → Dense → log-softmax, ``[B, T, C]``."""
-    y_d, _, (B, T, _) = _forward_device(x, acoustic.lstm.weights(), lengths)
+    y_d, _, (B, T, _), _ = _forward_device(x, acoustic.lstm.weights(), lengths)
     fc = acoustic.fc.params
     C = fc["weight"].shape[0]
     z = cuda.device_array((B * T, C), np.float32)

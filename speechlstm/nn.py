@@ -91,8 +91,20 @@ class LSTM(_Module):
                     self.params[name + sfx] = rng.uniform(-k, k, shape).astype(self.dtype)
         self.zero_grad()
         self.training = True
+        self.device = "cpu"
         self._cache = None
         self.grad_state = None
+
+    def to(self, device: str) -> "LSTM":
+        """Run forward and backward on ``"cpu"``, ``"cuda"`` (numba.cuda kernels, float32) or
+        ``"auto"``; parameters stay numpy arrays on the host either way."""
+        from .device import resolve_device
+
+        dev = resolve_device(device)
+        if dev == "cuda" and self.dtype != np.float32:
+            raise ParameterError(f"the CUDA kernels are float32; this LSTM is {self.dtype}")
+        self.device = dev
+        return self
 
     @property
     def num_directions(self) -> int:
@@ -132,8 +144,12 @@ class LSTM(_Module):
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise ParameterError(f"x must be [B, T, {self.input_size}], got shape {x.shape}")
         h0, c0 = (None, None) if state is None else state
-        y, (hn, cn), cache = _lstm.lstm_forward(x.astype(self.dtype, copy=False), self.weights(), lengths=lengths,
-                                                h0=h0, c0=c0, training=self.training)
+        if self.device == "cuda":
+            from .gpu_lstm import gpu_lstm_forward as forward
+        else:
+            forward = _lstm.lstm_forward
+        y, (hn, cn), cache = forward(x.astype(self.dtype, copy=False), self.weights(), lengths=lengths,
+                                     h0=h0, c0=c0, training=self.training)
         self._cache = cache
         return y, (hn, cn)
 
@@ -149,7 +165,11 @@ class LSTM(_Module):
         if self._cache is None:
             raise ParameterError("LSTM.backward needs a forward pass in training mode first")
         ghn, gcn = (None, None) if grad_state is None else grad_state
-        gx, gw, self.grad_state = _lstm.lstm_backward(grad_y, self._cache, grad_hn=ghn, grad_cn=gcn)
+        if isinstance(self._cache, _lstm.LSTMCache):
+            backward = _lstm.lstm_backward
+        else:
+            from .gpu_lstm import gpu_lstm_backward as backward
+        gx, gw, self.grad_state = backward(grad_y, self._cache, grad_hn=ghn, grad_cn=gcn)
         for l in range(self.num_layers):
             for d in range(self.num_directions):
                 for n, g in zip(self._names(l, d), gw[l][d]):
@@ -273,6 +293,12 @@ class AcousticModel(_Module):
 
     def train(self, mode=True):
         self.lstm.train(mode)
+        return self
+
+    def to(self, device: str) -> "AcousticModel":
+        """Run the LSTM on ``device`` (see :meth:`LSTM.to`); the Dense layer and the loss stay on
+        the host (they are a small share of the work)."""
+        self.lstm.to(device)
         return self
 
     def eval(self):

@@ -60,6 +60,7 @@ class TrainConfig:
     spec_augment: bool = True
     seed: int = 0
     workers: int = 2  # processes computing features
+    device: str = "cpu"  # "cpu", "cuda" (numba.cuda LSTM forward and backward) or "auto"
     vocabulary: List[str] = field(default_factory=list)
     name: str = ""
     progress: bool = True
@@ -83,6 +84,8 @@ class TrainConfig:
         if not cfg.train:
             raise ParameterError("training config needs at least one 'train' manifest or folder")
         FeatureConfig.from_dict(cfg.features)  # validate early
+        if cfg.device not in ("cpu", "cuda", "auto"):
+            raise ParameterError(f"device must be 'cpu', 'cuda' or 'auto', got {cfg.device!r}")
         return cfg
 
 
@@ -312,7 +315,7 @@ class Trainer:
         c = self.cfg
         self.prepare()
         model = AcousticModel(self.fcfg.dim, c.hidden_size, len(self.alphabet), num_layers=c.num_layers,
-                              bidirectional=c.bidirectional, seed=c.seed)
+                              bidirectional=c.bidirectional, seed=c.seed).to(c.device)
         opt = Adam(model.params, lr=c.lr, weight_decay=c.weight_decay)
         state = {"epoch": 0, "step": 0, "best": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
                  "cpu_seconds": 0.0}
@@ -376,7 +379,7 @@ class Trainer:
         """What a resumed run must share with the checkpoint: config (less epochs and display
         settings) and the training data."""
         d = dataclasses.asdict(self.cfg)
-        for k in ("epochs", "patience", "progress", "workers", "out_dir", "cache_dir"):
+        for k in ("epochs", "patience", "progress", "workers", "out_dir", "cache_dir", "device"):
             d.pop(k, None)
         h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
         h.update(str(len(self.train_x)).encode())
@@ -428,7 +431,8 @@ class Trainer:
         ax[0].set_ylabel("CTC loss")
         ax[0].legend()
         ax[1].set_xlabel("epoch")
-        ax[1].legend()
+        if "dev_loss" in history[0]:
+            ax[1].legend()
         fig.tight_layout()
         fig.savefig(os.path.join(self.cfg.out_dir, "curve.png"), dpi=80)
         plt.close(fig)

@@ -61,14 +61,65 @@ def test_gpu_matches_cpu_kernels_and_dense_softmax_greedy():
     assert [i.tolist() for i in ids] == [greedy_ids(ref[0]).tolist(), greedy_ids(ref[1, :5]).tolist()]
 
 
-def test_gpu_validation_and_training_refused():
-    from speechlstm.gpu_lstm import gpu_lstm_forward
+@pytest.mark.parametrize("bi", [False, True])
+def test_gpu_backward_matches_naive(bi):
+    """Every gradient (input, weights, biases, initial states) of the CUDA backward against the
+    float64 one-step-at-a-time reference, with padding and gradients reaching the final states."""
+    from speechlstm.gpu_lstm import GpuLSTMCache, gpu_lstm_backward, gpu_lstm_forward
+
+    W, x, lens, h0, c0 = _case(3, 6, 5, 4, 2, bi, seed=2)
+    D = 2 if bi else 1
+    rng = np.random.default_rng(5)
+    gy = rng.standard_normal((3, 6, D * 4)).astype(np.float32)
+    ghn = rng.standard_normal((2 * D, 3, 4)).astype(np.float32)
+    gcn = rng.standard_normal((2 * D, 3, 4)).astype(np.float32)
+    y, (hn, cn), cache = gpu_lstm_forward(x, W, lengths=lens, h0=h0, c0=c0, training=True)
+    assert isinstance(cache, GpuLSTMCache)
+    gx, gw, (gh0, gc0) = gpu_lstm_backward(gy, cache, grad_hn=ghn, grad_cn=gcn)
+    W64 = [[tuple(a.astype(np.float64) for a in wd) for wd in wl] for wl in W]
+    rx, rw, rh0, rc0 = naive.lstm_backward(x, W64, gy, lens, h0, c0, ghn, gcn)
+    tol = dict(atol=5e-5, rtol=1e-4)
+    np.testing.assert_allclose(gx, rx, **tol)
+    np.testing.assert_allclose(gh0, rh0, **tol)
+    np.testing.assert_allclose(gc0, rc0, **tol)
+    for l in range(2):
+        for d in range(D):
+            for got, ref in zip(gw[l][d], rw[l][d]):
+                np.testing.assert_allclose(got, ref, **tol)
+    for b in range(3):  # padding gets no input gradient
+        assert not gx[b, lens[b]:].any()
+
+
+def test_gpu_gemm_all_transposes():
+    from numba import cuda
+
+    from speechlstm.gpu_lstm import _gemm
+
+    rng = np.random.default_rng(3)
+    M, K, N = 19, 23, 17  # not multiples of the tile
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    bias = rng.standard_normal(N).astype(np.float32)
+    for ta in (False, True):
+        for tb in (False, True):
+            A = np.ascontiguousarray(a.T) if ta else a
+            B = np.ascontiguousarray(b.T) if tb else b
+            C = cuda.device_array((M, N), np.float32)
+            _gemm(cuda.to_device(A), cuda.to_device(B), cuda.to_device(bias), C, ta=ta, tb=tb)
+            np.testing.assert_allclose(C.copy_to_host(), a @ b + bias, atol=1e-4)
+
+
+def test_gpu_validation():
+    from speechlstm.gpu_lstm import gpu_lstm_backward, gpu_lstm_forward
 
     W, x, lens, h0, c0 = _case(2, 3, 4, 3, 1, False)
-    with pytest.raises(ParameterError, match="training on CUDA"):
-        gpu_lstm_forward(x, W, training=True)
     with pytest.raises(ParameterError, match="lengths"):
         gpu_lstm_forward(x, W, lengths=np.array([4, 1]))
+    with pytest.raises(ParameterError, match="needs the cache"):
+        gpu_lstm_backward(np.zeros((2, 3, 3), np.float32), None)
+    _, _, cache = gpu_lstm_forward(x, W, training=True)
+    with pytest.raises(ParameterError, match="grad_y must have shape"):
+        gpu_lstm_backward(np.zeros((2, 3, 4), np.float32), cache)
 
 
 def test_device_resolution():
@@ -128,3 +179,23 @@ def test_real_gpu_large_batch():
     ry, (rhn, _), _ = lstm_forward(x, W, lengths=lens)
     np.testing.assert_allclose(y, ry, atol=1e-4)
     np.testing.assert_allclose(hn, rhn, atol=1e-4)
+
+
+@pytest.mark.requires_cuda
+def test_real_gpu_backward_large_batch():
+    from speechlstm.gpu_lstm import gpu_lstm_backward, gpu_lstm_forward
+    from speechlstm.lstm import lstm_backward, lstm_forward
+
+    assert not simulated(), "requires_cuda tests must run on a real GPU"
+    W, x, lens, h0, c0 = _case(32, 100, 117, 128, 2, True, seed=4)
+    gy = np.random.default_rng(6).standard_normal((32, 100, 256)).astype(np.float32)
+    _, _, gcache = gpu_lstm_forward(x, W, lengths=lens, h0=h0, c0=c0, training=True)
+    _, _, ccache = lstm_forward(x, W, lengths=lens, h0=h0, c0=c0, training=True)
+    gx, gw, (gh0, gc0) = gpu_lstm_backward(gy, gcache)
+    rx, rw, (rh0, rc0) = lstm_backward(gy, ccache)
+    np.testing.assert_allclose(gx, rx, atol=2e-3, rtol=1e-3)
+    np.testing.assert_allclose(gh0, rh0, atol=2e-3, rtol=1e-3)
+    for l in range(2):
+        for d in range(2):
+            for got, ref in zip(gw[l][d], rw[l][d]):
+                np.testing.assert_allclose(got, ref, atol=2e-2, rtol=2e-3)
