@@ -55,3 +55,17 @@ def test_augmenter_and_spec_augment_deterministic():
     zero_cols = np.where((m == 0).all(axis=0))[0]
     assert zero_cols.size % 9 == 0  # same band in each of 3 stacked copies x 3 delta groups
     assert (m == 0).any() and x.all()  # input untouched
+
+
+def test_trim_onset_cuts_into_the_speech():
+    sr = 16000
+    silence = np.zeros(4000, np.float32)  # 250 ms before the "word"
+    word = (0.3 * np.sin(2 * np.pi * 300 * np.arange(8000) / sr)).astype(np.float32)
+    y = np.concatenate([silence, word])
+    assert A.trim_onset(y, 0.0, sr).size == word.size  # the leading silence goes
+    assert A.trim_onset(y, 0.05, sr).size == word.size - 800  # and 50 ms of the word
+    short = y[:4000 + 1000]
+    assert A.trim_onset(short, 0.05, sr) is short  # too little left: unchanged
+    aug = A.Augmenter(p_trim=1.0, p_noise=0, p_gain=0, p_speed=0, p_reverb=0, p_telephone=0)
+    out = aug(y, np.random.default_rng(0))
+    assert word.size - 0.08 * sr <= out.size <= word.size

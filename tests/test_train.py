@@ -92,6 +92,24 @@ def test_config_file_and_errors(tiny_corpus, tmp_path):
     p.write_text("not = [toml\n")
     with pytest.raises(DataError, match="TOML"):
         load_config(str(p))
+    p.write_text(f'train = ["{train}"]\ndevice = "tpu"\n')
+    with pytest.raises(DataError, match=r"c.toml: device must be 'cpu', 'cuda' or 'auto', got 'tpu'"):
+        load_config(str(p))
+
+
+def test_train_cli_cuda_without_gpu_is_a_clear_error(tiny_corpus, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import speechlstm.device as dev
+    from speechlstm.cli import main
+
+    d, train, dev_m = tiny_corpus
+    monkeypatch.setattr(dev, "cuda_available", lambda: False)
+    p = tmp_path / "c.toml"
+    p.write_text(f'train = ["{train}"]\nout_dir = "out"\n')
+    r = CliRunner().invoke(main, ["train", "--config", str(p), "--device", "cuda"])
+    assert r.exit_code == 1 and "no CUDA GPU is available" in r.output
+    assert not (tmp_path / "out").exists()  # refused before any work
 
 
 def test_model_file_tamper_and_truncation(tiny_corpus, tmp_path):
