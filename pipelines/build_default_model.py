@@ -85,6 +85,16 @@ def noise_clips(work, rows, seed, n=150):
     return out
 
 
+def augment_fields(p_telephone, p_trim, trim_max, p_hum):
+    """Augmenter settings; the newer fields only when used, so older runs keep their cache keys."""
+    d = {"p_telephone": p_telephone}
+    if p_trim:
+        d.update(p_trim=p_trim, trim_s=[0.0, trim_max])
+    if p_hum:
+        d["p_hum"] = p_hum
+    return d
+
+
 @click.command()
 @click.option("--data", "data_root", default="../shared/data", show_default=True, help="Folder with the corpora.")
 @click.option("--work", default="runs/default", show_default=True, help="Working folder (synthesis, cache, runs).")
@@ -99,13 +109,15 @@ def noise_clips(work, rows, seed, n=150):
               help="Highest mel frequency (Hz): 4000 makes 8 kHz (telephone, FSDD) and 16 kHz audio look alike.")
 @click.option("--p-telephone", default=0.3, show_default=True, help="Share of augmented copies band-limited to 8 kHz.")
 @click.option("--p-trim", default=0.0, show_default=True,
-              help="Share of augmented copies whose speech onset is clipped by 0-80 ms (tightly trimmed corpora).")
+              help="Share of augmented copies whose speech onset is clipped (tightly trimmed corpora).")
+@click.option("--trim-max", default=0.08, show_default=True, help="Longest onset clip (s).")
+@click.option("--p-hum", default=0.0, show_default=True, help="Share of augmented copies given tonal hum.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--run-name", default="", help="Run folder under --work (default: bi or uni).")
 @click.option("--workers", default=2, show_default=True)
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
-def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, fmax, p_telephone, p_trim, seed,
+def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, fmax, p_telephone, p_trim, trim_max, p_hum, seed,
          run_name, workers, export_name):
     from speechlstm.train import TrainConfig, Trainer
 
@@ -146,7 +158,7 @@ def main(data_root, work, epochs, hidden, layers, unidirectional, singles, seque
                       noise=[noise_dir], augment_copies=copies, hidden_size=hidden, num_layers=layers,
                       bidirectional=not unidirectional, epochs=epochs, seed=seed, workers=workers,
                       features={"cmvn": "global" if unidirectional else "utterance", "fmax": fmax},
-                      augment={"p_telephone": p_telephone, **({"p_trim": p_trim} if p_trim else {})},
+                      augment=augment_fields(p_telephone, p_trim, trim_max, p_hum),
                       vocabulary=list(SPEECH_COMMANDS_WORDS), patience=6,
                       name="commands-stream" if unidirectional else "commands")
     Trainer(cfg).run(resume=True)

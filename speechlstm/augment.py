@@ -1,7 +1,8 @@
 """Data augmentation, deterministic for a seed (every function takes a ``np.random.Generator``).
 
-Waveform (float32 mono at ``sr``): additive noise at a random SNR (white, pink, or recorded
-background clips), gain, speed perturbation, telephone band-limiting, room reverberation.
+Waveform (float32 mono at ``sr``): additive noise at a random SNR (white, pink, recorded
+background clips, tonal hum), gain, speed perturbation, telephone band-limiting, room
+reverberation, clipped speech onsets (tightly trimmed clips).
 Features: SpecAugment time and feature masks.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from .config import SAMPLE_RATE
 from .errors import ParameterError
 
 __all__ = ["white_noise", "pink_noise", "add_noise", "gain", "speed_perturb", "telephone", "reverb",
-           "trim_onset", "spec_augment", "Augmenter"]
+           "trim_onset", "hum", "spec_augment", "Augmenter"]
 
 
 def white_noise(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -33,6 +34,16 @@ def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def _rms(y):
     return float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) + 1e-12
+
+
+def hum(n: int, rng: np.random.Generator, sr: int = SAMPLE_RATE, *, tones=(1, 4), band=(50.0, 3800.0)) -> np.ndarray:
+    """Stationary tonal noise (unit RMS): a few sinusoids at random frequencies in ``band`` Hz, as
+    left by mains hum, fans or a noisy recording chain."""
+    t = np.arange(n) / sr
+    y = np.zeros(n)
+    for _ in range(int(rng.integers(tones[0], tones[1] + 1))):
+        y += rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * rng.uniform(*band) * t + rng.uniform(0, 2 * np.pi))
+    return (y / (np.sqrt(np.mean(y * y)) + 1e-12)).astype(np.float32)
 
 
 def add_noise(y: np.ndarray, noise: np.ndarray, snr_db: float, rng: Optional[np.random.Generator] = None) -> np.ndarray:
@@ -144,6 +155,8 @@ class Augmenter:
     p_reverb: float = 0.2
     p_trim: float = 0.0  # share of clips whose speech onset is clipped (see trim_onset)
     trim_s: tuple = (0.0, 0.08)  # seconds cut after the detected onset
+    p_hum: float = 0.0  # share of clips given stationary tonal noise (see hum)
+    hum_snr_db: tuple = (10.0, 30.0)
     sr: int = SAMPLE_RATE
 
     def __call__(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -164,6 +177,8 @@ class Augmenter:
             else:
                 noise = self.noise_clips[int(rng.integers(len(self.noise_clips)))]
             y = add_noise(y, noise, float(rng.uniform(*self.snr_db)), rng)
+        if self.p_hum and rng.random() < self.p_hum:
+            y = add_noise(y, hum(y.size, rng, self.sr), float(rng.uniform(*self.hum_snr_db)))
         if rng.random() < self.p_gain:
             y = gain(y, float(rng.uniform(*self.gain_db)))
         return y
