@@ -5,13 +5,17 @@ Kernels:
 * ``_gemm``: tiled shared-memory matrix multiply ``C = op(A) @ op(B) (+ bias)``, ``op`` the identity
   or the transpose — the input projection of every timestep and direction at once, the output
   Dense layer, and in backward ``dx = dgates @ W_ih`` and the weight gradients ``dgates.T @ x``;
-* ``_lstm_step``: one timestep of every (direction, sequence, unit): the recurrent dot products
-  and the fused gate math (the same activation functions as the CPU, from :mod:`speechlstm.gates`);
-  the reverse direction walks each sequence from its own last frame, padding never leaks; in
-  training it also keeps the activated gates and cell states;
-* backward through time, per step: ``_lstm_back_gates`` (gate pre-activation gradients and the
-  cell-state gradient, per unit) then ``_lstm_back_hidden`` (``dh = dgates @ W_hh``, per unit);
-  every weight gradient is then one GEMM over all timesteps, as on the CPU;
+* ``_lstm_layer``: a whole layer in one launch (persistent): each block carries a few sequences of
+  one direction through every timestep, thread j owning unit j (recurrent dot products and the fused
+  gate math, the same activation functions as the CPU, from :mod:`speechlstm.gates`), h in shared
+  memory, synchronising only within the block; ``_lstm_step`` does one timestep per launch, for
+  hidden sizes past ``config.CUDA_PERSISTENT_MAX_HIDDEN``. The reverse direction walks each
+  sequence from its own last frame, so padding never leaks; in training both also keep the
+  activated gates and cell states;
+* backward through time: ``_lstm_layer_backward`` (a whole layer in one launch, as forward) or,
+  per step, ``_lstm_back_gates`` (gate pre-activation gradients and the cell-state gradient, per
+  unit) then ``_lstm_back_hidden`` (``dh = dgates @ W_hh``, per unit); every weight gradient is
+  then one GEMM over all timesteps, as on the CPU;
 * ``_log_softmax_rows`` and ``_greedy_ctc``: per-frame log-softmax and best-path decoding.
 
 Tunables (threads per block, tile size) are read from :mod:`speechlstm.config` at call time.
@@ -33,6 +37,8 @@ __all__ = ["gpu_lstm_forward", "gpu_lstm_backward", "GpuLSTMCache", "gpu_log_pro
 
 _dexp, _dsigmoid, _dtanh = compile_gates(cuda.jit(device=True))
 TILE = config.CUDA_TILE
+SEQS = config.CUDA_SEQS_PER_BLOCK
+HMAX = config.CUDA_PERSISTENT_MAX_HIDDEN
 
 
 def _require_gpu():
@@ -75,6 +81,17 @@ def _gemm_kernel(A, B, bias, C, ta, tb):
         C[row, col] = acc + bias[col]
 
 
+@cuda.jit(device=True)
+def _gate_update(zi, zf, zg, zo, c):
+    """(i, f, g, o, c', h') from the four pre-activations and the previous cell state."""
+    ig = _dsigmoid(zi)
+    fg = _dsigmoid(zf)
+    gg = _dtanh(zg)
+    og = _dsigmoid(zo)
+    cc = fg * c + ig * gg
+    return ig, fg, gg, og, cc, og * _dtanh(cc)
+
+
 @cuda.jit
 def _lstm_step(s, gx, whh, lengths, h_in, c_in, h_out, c_out, y, save, gates_s, cells_s):
     """Step s for every (direction, sequence, unit).  gx [B,T,D*4H]; whh [D,4H,H];
@@ -107,12 +124,7 @@ def _lstm_step(s, gx, whh, lengths, h_in, c_in, h_out, c_out, y, save, gates_s, 
         zf += whh[d, H + j, k] * hk
         zg += whh[d, 2 * H + j, k] * hk
         zo += whh[d, 3 * H + j, k] * hk
-    ig = _dsigmoid(zi)
-    fg = _dsigmoid(zf)
-    gg = _dtanh(zg)
-    og = _dsigmoid(zo)
-    cc = fg * c_in[d, b, j] + ig * gg
-    hh = og * _dtanh(cc)
+    ig, fg, gg, og, cc, hh = _gate_update(zi, zf, zg, zo, c_in[d, b, j])
     c_out[d, b, j] = cc
     h_out[d, b, j] = hh
     y[b, t, d * H + j] = hh
@@ -122,6 +134,151 @@ def _lstm_step(s, gx, whh, lengths, h_in, c_in, h_out, c_out, y, save, gates_s, 
         gates_s[d, b, t, 2 * H + j] = gg
         gates_s[d, b, t, 3 * H + j] = og
         cells_s[d, b, t, j] = cc
+
+
+@cuda.jit
+def _lstm_layer(gx, whh_t, lengths, h0, c0, y, hn, cn, save, gates_s, cells_s):
+    """A whole layer in one launch: block (d, group) runs direction d of sequences
+    ``group*SEQS ..`` through every timestep, thread j owning unit j; h lives in shared memory, c in
+    registers, and the block synchronises between steps (no other block is waited for).
+    gx [B,T,D*4H]; whh_t [D,H,4H] (transposed, so the threads' weight loads coalesce); h0/c0/hn/cn
+    [D,B,H]; y [B,T,D*H]; with ``save`` keeps gates [D,B,T,4H] and cells [D,B,T,H]."""
+    sh = cuda.shared.array((SEQS, HMAX), float32)
+    D = whh_t.shape[0]
+    H = whh_t.shape[1]
+    B = lengths.shape[0]
+    G = 4 * H
+    groups = (B + SEQS - 1) // SEQS
+    d = cuda.blockIdx.x // groups
+    b0 = (cuda.blockIdx.x % groups) * SEQS
+    j = cuda.threadIdx.x
+    c = cuda.local.array(SEQS, float32)
+    acc = cuda.local.array((SEQS, 4), float32)
+    tmax = 0
+    for q in range(SEQS):
+        b = b0 + q
+        if b < B and j < H:
+            sh[q, j] = h0[d, b, j]
+            c[q] = c0[d, b, j]
+            tmax = max(tmax, lengths[b])
+    cuda.syncthreads()
+    for s in range(tmax):
+        if j < H:
+            for q in range(SEQS):
+                for gi in range(4):
+                    acc[q, gi] = float32(0.0)
+            for k in range(H):
+                wi = whh_t[d, k, j]
+                wf = whh_t[d, k, H + j]
+                wg = whh_t[d, k, 2 * H + j]
+                wo = whh_t[d, k, 3 * H + j]
+                for q in range(SEQS):
+                    hk = sh[q, k]
+                    acc[q, 0] += wi * hk
+                    acc[q, 1] += wf * hk
+                    acc[q, 2] += wg * hk
+                    acc[q, 3] += wo * hk
+        cuda.syncthreads()  # every thread has read h of step s - 1
+        if j < H:
+            for q in range(SEQS):
+                b = b0 + q
+                if b >= B:
+                    continue
+                L = lengths[b]
+                if s >= L:
+                    continue
+                t = s if d == 0 else L - 1 - s
+                base = d * G
+                ig, fg, gg, og, cc, hh = _gate_update(acc[q, 0] + gx[b, t, base + j], acc[q, 1] + gx[b, t, base + H + j],
+                                                      acc[q, 2] + gx[b, t, base + 2 * H + j],
+                                                      acc[q, 3] + gx[b, t, base + 3 * H + j], c[q])
+                c[q] = cc
+                sh[q, j] = hh
+                y[b, t, d * H + j] = hh
+                if save:
+                    gates_s[d, b, t, j] = ig
+                    gates_s[d, b, t, H + j] = fg
+                    gates_s[d, b, t, 2 * H + j] = gg
+                    gates_s[d, b, t, 3 * H + j] = og
+                    cells_s[d, b, t, j] = cc
+        cuda.syncthreads()  # h of step s written
+    for q in range(SEQS):
+        b = b0 + q
+        if b < B and j < H:
+            hn[d, b, j] = sh[q, j]
+            cn[d, b, j] = c[q]
+
+
+@cuda.jit
+def _lstm_layer_backward(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, dh0, dc0):
+    """Backward through time of a whole layer in one launch, blocks and threads as in
+    :func:`_lstm_layer`: per step, thread j writes the four gate gradients of unit j (to dg and to
+    shared memory) and carries dc in a register; after a block barrier, thread k forms
+    ``dh[k] = sum_g dg[g] * W_hh[g, k]``.  dg [B,T,D*4H] must be zero on entry (padding stays zero)."""
+    sdg = cuda.shared.array((SEQS, 4 * HMAX), float32)
+    sdh = cuda.shared.array((SEQS, HMAX), float32)
+    D = whh.shape[0]
+    H = whh.shape[2]
+    B = lengths.shape[0]
+    G = 4 * H
+    groups = (B + SEQS - 1) // SEQS
+    d = cuda.blockIdx.x // groups
+    b0 = (cuda.blockIdx.x % groups) * SEQS
+    j = cuda.threadIdx.x
+    dc = cuda.local.array(SEQS, float32)
+    tmax = 0
+    for q in range(SEQS):
+        b = b0 + q
+        if b < B:
+            sdh[q, j] = dhn[d, b, j]
+            dc[q] = dcn[d, b, j]
+            tmax = max(tmax, lengths[b])
+    cuda.syncthreads()
+    for s in range(tmax - 1, -1, -1):
+        for q in range(SEQS):
+            b = b0 + q
+            if b >= B or s >= lengths[b]:
+                continue
+            L = lengths[b]
+            t = s if d == 0 else L - 1 - s
+            tp = t - 1 if d == 0 else t + 1
+            ig = gates_s[d, b, t, j]
+            fg = gates_s[d, b, t, H + j]
+            gg = gates_s[d, b, t, 2 * H + j]
+            og = gates_s[d, b, t, 3 * H + j]
+            tc = _dtanh(cells_s[d, b, t, j])
+            cprev = c0[d, b, j] if s == 0 else cells_s[d, b, tp, j]
+            dhj = sdh[q, j] + dy[b, t, d * H + j]
+            dcc = dc[q] + dhj * og * (float32(1.0) - tc * tc)
+            g_i = dcc * gg * ig * (float32(1.0) - ig)
+            g_f = dcc * cprev * fg * (float32(1.0) - fg)
+            g_g = dcc * ig * (float32(1.0) - gg * gg)
+            g_o = dhj * tc * og * (float32(1.0) - og)
+            sdg[q, j] = g_i
+            sdg[q, H + j] = g_f
+            sdg[q, 2 * H + j] = g_g
+            sdg[q, 3 * H + j] = g_o
+            base = d * G
+            dg[b, t, base + j] = g_i
+            dg[b, t, base + H + j] = g_f
+            dg[b, t, base + 2 * H + j] = g_g
+            dg[b, t, base + 3 * H + j] = g_o
+            dc[q] = dcc * fg
+        cuda.syncthreads()  # all gate gradients of step s in shared memory; sdh read
+        for q in range(SEQS):
+            b = b0 + q
+            if b >= B or s >= lengths[b]:
+                continue
+            acc = float32(0.0)
+            for g in range(G):
+                acc += sdg[q, g] * whh[d, g, j]
+            sdh[q, j] = acc
+        cuda.syncthreads()  # dh of step s - 1 ready
+    for q in range(SEQS):
+        b = b0 + q
+        if b < B:
+            dh0[d, b, j] = sdh[q, j]
+            dc0[d, b, j] = dc[q]
 
 
 @cuda.jit
@@ -320,7 +477,8 @@ def _forward_device(x, weights, lengths=None, h0=None, c0=None, training=False):
     _require_gpu()
     lens_d = cuda.to_device(lens)
     inp = cuda.to_device(np.ascontiguousarray(x, np.float32).reshape(B * T, I))
-    h0_d, c0_d = cuda.to_device(h0), cuda.to_device(c0)
+    h0_d, c0_d = (cuda.to_device(h0), cuda.to_device(c0)) if training else (None, None)
+    persistent = H <= min(HMAX, config.CUDA_PERSISTENT_MAX_HIDDEN)
     hn = np.empty((L * D, B, H), np.float32)
     cn = np.empty((L * D, B, H), np.float32)
     cache = GpuLSTMCache([], [], [], [], h0_d, c0_d, lens, lens_d, weights, (B, T, I), D == 2) if training else None
@@ -331,20 +489,29 @@ def _forward_device(x, weights, lengths=None, h0=None, c0=None, training=False):
         bias = np.concatenate([weights[l][d][2] + weights[l][d][3] for d in range(D)])
         gx = cuda.device_array((B * T, D * 4 * H), np.float32)
         _gemm(inp, cuda.to_device(w_cat), cuda.to_device(bias), gx)
-        whh = cuda.to_device(np.stack([weights[l][d][1] for d in range(D)]))
-        hbuf = [cuda.to_device(np.ascontiguousarray(h0[l * D:(l + 1) * D])), cuda.device_array((D, B, H), np.float32)]
-        cbuf = [cuda.to_device(np.ascontiguousarray(c0[l * D:(l + 1) * D])), cuda.device_array((D, B, H), np.float32)]
         y = _zeros((B, T, D * H))
         gates = cuda.device_array((D, B, T, 4 * H), np.float32) if training else dummy
         cells = cuda.device_array((D, B, T, H), np.float32) if training else dummy
         gx3 = gx.reshape(B, T, D * 4 * H)
-        grid, tpb = _blocks(D * B * H)
-        for s in range(tmax):
-            a, o = s % 2, (s + 1) % 2
-            _lstm_step[grid, tpb](s, gx3, whh, lens_d, hbuf[a], cbuf[a], hbuf[o], cbuf[o], y, training, gates, cells)
-        fin = tmax % 2
-        hn[l * D:(l + 1) * D] = hbuf[fin].copy_to_host()
-        cn[l * D:(l + 1) * D] = cbuf[fin].copy_to_host()
+        h0_l = cuda.to_device(np.ascontiguousarray(h0[l * D:(l + 1) * D]))
+        c0_l = cuda.to_device(np.ascontiguousarray(c0[l * D:(l + 1) * D]))
+        if persistent:  # one launch for the whole layer
+            whh_t = cuda.to_device(np.ascontiguousarray(np.stack([weights[l][d][1].T for d in range(D)])))
+            hn_l = cuda.device_array((D, B, H), np.float32)
+            cn_l = cuda.device_array((D, B, H), np.float32)
+            _lstm_layer[D * -(-B // SEQS), H](gx3, whh_t, lens_d, h0_l, c0_l, y, hn_l, cn_l, training, gates, cells)
+        else:  # one launch per timestep, h/c ping-ponging between two buffers
+            whh = cuda.to_device(np.stack([weights[l][d][1] for d in range(D)]))
+            hbuf = [h0_l, cuda.device_array((D, B, H), np.float32)]
+            cbuf = [c0_l, cuda.device_array((D, B, H), np.float32)]
+            grid, tpb = _blocks(D * B * H)
+            for s in range(tmax):
+                a, o = s % 2, (s + 1) % 2
+                _lstm_step[grid, tpb](s, gx3, whh, lens_d, hbuf[a], cbuf[a], hbuf[o], cbuf[o], y, training, gates,
+                                      cells)
+            hn_l, cn_l = hbuf[tmax % 2], cbuf[tmax % 2]
+        hn[l * D:(l + 1) * D] = hn_l.copy_to_host()
+        cn[l * D:(l + 1) * D] = cn_l.copy_to_host()
         if training:
             cache.inputs.append(inp)
             cache.gates.append(gates)
@@ -384,6 +551,7 @@ def gpu_lstm_backward(grad_y, cache: GpuLSTMCache, *, grad_hn=None, grad_cn=None
     grads = [None] * L
     dy = cuda.to_device(np.ascontiguousarray(grad_y, np.float32))
     step_grid, step_tpb = _blocks(D * B * H)
+    persistent = H <= min(HMAX, config.CUDA_PERSISTENT_MAX_HIDDEN)
     for l in range(L - 1, -1, -1):
         sl = slice(l * D, (l + 1) * D)
         W = cache.weights[l]
@@ -392,9 +560,16 @@ def gpu_lstm_backward(grad_y, cache: GpuLSTMCache, *, grad_hn=None, grad_cn=None
         dc = cuda.to_device(np.ascontiguousarray(dcn[sl]))
         dg = _zeros((B, T, D * G))
         c0 = cache.c0[sl]
-        for s in range(tmax - 1, -1, -1):
-            _lstm_back_gates[step_grid, step_tpb](s, cache.gates[l], cache.cells[l], c0, lens_d, dy, dh, dc, dg)
-            _lstm_back_hidden[step_grid, step_tpb](s, dg, whh, lens_d, dh)
+        if persistent:  # one launch for the whole layer
+            dh_out = cuda.device_array((D, B, H), np.float32)
+            dc_out = cuda.device_array((D, B, H), np.float32)
+            _lstm_layer_backward[D * -(-B // SEQS), H](cache.gates[l], cache.cells[l], c0, whh, lens_d, dy, dh, dc, dg,
+                                                       dh_out, dc_out)
+            dh, dc = dh_out, dc_out
+        else:  # two launches per timestep
+            for s in range(tmax - 1, -1, -1):
+                _lstm_back_gates[step_grid, step_tpb](s, cache.gates[l], cache.cells[l], c0, lens_d, dy, dh, dc, dg)
+                _lstm_back_hidden[step_grid, step_tpb](s, dg, whh, lens_d, dh)
         dh0[sl] = dh.copy_to_host()
         dc0[sl] = dc.copy_to_host()
         inp = cache.inputs[l]

@@ -10,6 +10,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    # two sequences per block of the persistent LSTM kernel (a compile-time size, so set before
+    # speechlstm.gpu_lstm is imported): the small test batches then span several blocks
+    from speechlstm import config as _config
+
+    _config.CUDA_SEQS_PER_BLOCK = 2
+
 
 def tone(seconds=1.0, sr=16000, freq=440.0, amp=0.5, seed=0):
     """A sine tone with a little noise, float32."""

@@ -27,8 +27,16 @@ def _case(B, T, I, H, L, bi, seed=0):
     return W, x, lens, h0, c0
 
 
+@pytest.fixture(params=["persistent", "per-step"])
+def lstm_kernel(request, monkeypatch):
+    """Both forward kernels: one launch per layer, and one per timestep (large hidden sizes)."""
+    if request.param == "per-step":
+        monkeypatch.setattr(config, "CUDA_PERSISTENT_MAX_HIDDEN", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("bi", [False, True])
-def test_gpu_forward_matches_naive(bi):
+def test_gpu_forward_matches_naive(bi, lstm_kernel):
     from speechlstm.gpu_lstm import gpu_lstm_forward
 
     W, x, lens, h0, c0 = _case(3, 7, 5, 4, 2, bi)
@@ -62,7 +70,7 @@ def test_gpu_matches_cpu_kernels_and_dense_softmax_greedy():
 
 
 @pytest.mark.parametrize("bi", [False, True])
-def test_gpu_backward_matches_naive(bi):
+def test_gpu_backward_matches_naive(bi, lstm_kernel):
     """Every gradient (input, weights, biases, initial states) of the CUDA backward against the
     float64 one-step-at-a-time reference, with padding and gradients reaching the final states."""
     from speechlstm.gpu_lstm import GpuLSTMCache, gpu_lstm_backward, gpu_lstm_forward
@@ -169,7 +177,7 @@ def test_model_transcribe_on_cuda_equals_cpu(tmp_path):
 
 
 @pytest.mark.requires_cuda
-def test_real_gpu_large_batch():
+def test_real_gpu_large_batch(lstm_kernel):
     from speechlstm.gpu_lstm import gpu_lstm_forward
     from speechlstm.lstm import lstm_forward
 
@@ -182,7 +190,7 @@ def test_real_gpu_large_batch():
 
 
 @pytest.mark.requires_cuda
-def test_real_gpu_backward_large_batch():
+def test_real_gpu_backward_large_batch(lstm_kernel):
     from speechlstm.gpu_lstm import gpu_lstm_backward, gpu_lstm_forward
     from speechlstm.lstm import lstm_backward, lstm_forward
 
