@@ -48,3 +48,28 @@ def test_evaluate_cli_writes_reports(task, tmp_path):
         assert rep["positives"] >= 5 and os.path.exists(out / "det.png")
         assert 0 <= rep["miss_rate_at_0.5_fa_per_hour"] <= 1
         assert all(0 <= c["miss_rate"] <= 1 for c in rep["curve"])
+
+
+def test_model_suite_reports_every_set(tmp_path):
+    """The held-out suite of the build pipeline: headline metrics per set, digits decoded both with
+    the model's vocabulary and with a digits-only word list, a report folder per set."""
+    from speechlstm.data import read_any, write_manifest
+    from speechlstm.evaluate import DIGIT_WORDS, evaluate_model_suite
+    from speechlstm.model import MODELS_DIR, load_model
+
+    rows = read_any(os.path.join(os.path.dirname(__file__), "..", "audio_samples", "manifest.jsonl"))
+    digits = [r for r in rows if set(r["text"].split()) <= {"one", "two", "three", "four"}]
+    words = [r for r in rows if len(r["text"].split()) == 1]
+    assert digits and words
+    m = {"test_fsdd": write_manifest(digits, str(tmp_path / "d.jsonl")),
+         "test_sc": write_manifest(words, str(tmp_path / "w.jsonl"))}
+    out = evaluate_model_suite(os.path.join(MODELS_DIR, "commands.npz"), m, str(tmp_path / "eval"))
+    model = load_model()
+    for key, kw in (("fsdd_digit_accuracy", {}), ("fsdd_digit_accuracy_digit_words", {"words": DIGIT_WORDS})):
+        expect = np.mean([model.transcribe(r["path"], **kw)["text"] == r["text"] for r in digits])
+        assert out[key] == pytest.approx(expect), key
+    assert 0.0 <= out["sc_v2_12class_accuracy"] <= 1.0
+    assert out["test_fsdd_utterances"] == len(digits)
+    assert "sc_sample_12class_accuracy" not in out  # sets not given are skipped
+    for d in ("test_fsdd", "test_fsdd_digits", "test_sc"):
+        assert os.path.exists(tmp_path / "eval" / d / "report.md")
