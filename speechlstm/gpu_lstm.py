@@ -92,6 +92,16 @@ def _gate_update(zi, zf, zg, zo, c):
     return ig, fg, gg, og, cc, og * _dtanh(cc)
 
 
+@cuda.jit(device=True)
+def _gate_grads(ig, fg, gg, og, c, cprev, dh, dc):
+    """Backward of :func:`_gate_update`: gradients of the four pre-activations and of the previous
+    cell state, from dh, dc reaching h' and c' (``c`` is c')."""
+    tc = _dtanh(c)
+    dcc = dc + dh * og * (float32(1.0) - tc * tc)
+    return (dcc * gg * ig * (float32(1.0) - ig), dcc * cprev * fg * (float32(1.0) - fg),
+            dcc * ig * (float32(1.0) - gg * gg), dh * tc * og * (float32(1.0) - og), dcc * fg)
+
+
 @cuda.jit
 def _lstm_step(s, gx, whh, lengths, h_in, c_in, h_out, c_out, y, save, gates_s, cells_s):
     """Step s for every (direction, sequence, unit).  gx [B,T,D*4H]; whh [D,4H,H];
@@ -246,14 +256,9 @@ def _lstm_layer_backward(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, d
             fg = gates_s[d, b, t, H + j]
             gg = gates_s[d, b, t, 2 * H + j]
             og = gates_s[d, b, t, 3 * H + j]
-            tc = _dtanh(cells_s[d, b, t, j])
             cprev = c0[d, b, j] if s == 0 else cells_s[d, b, tp, j]
-            dhj = sdh[q, j] + dy[b, t, d * H + j]
-            dcc = dc[q] + dhj * og * (float32(1.0) - tc * tc)
-            g_i = dcc * gg * ig * (float32(1.0) - ig)
-            g_f = dcc * cprev * fg * (float32(1.0) - fg)
-            g_g = dcc * ig * (float32(1.0) - gg * gg)
-            g_o = dhj * tc * og * (float32(1.0) - og)
+            g_i, g_f, g_g, g_o, dcp = _gate_grads(ig, fg, gg, og, cells_s[d, b, t, j], cprev,
+                                                  sdh[q, j] + dy[b, t, d * H + j], dc[q])
             sdg[q, j] = g_i
             sdg[q, H + j] = g_f
             sdg[q, 2 * H + j] = g_g
@@ -263,7 +268,7 @@ def _lstm_layer_backward(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, d
             dg[b, t, base + H + j] = g_f
             dg[b, t, base + 2 * H + j] = g_g
             dg[b, t, base + 3 * H + j] = g_o
-            dc[q] = dcc * fg
+            dc[q] = dcp
         cuda.syncthreads()  # all gate gradients of step s in shared memory; sdh read
         for q in range(SEQS):
             b = b0 + q
@@ -304,16 +309,15 @@ def _lstm_back_gates(s, gates_s, cells_s, c0, lengths, dy, dh, dc, dg):
     fg = gates_s[d, b, t, H + j]
     gg = gates_s[d, b, t, 2 * H + j]
     og = gates_s[d, b, t, 3 * H + j]
-    tc = _dtanh(cells_s[d, b, t, j])
     cprev = c0[d, b, j] if s == 0 else cells_s[d, b, tp, j]
-    dhj = dh[d, b, j] + dy[b, t, d * H + j]
-    dcc = dc[d, b, j] + dhj * og * (float32(1.0) - tc * tc)
+    g_i, g_f, g_g, g_o, dcp = _gate_grads(ig, fg, gg, og, cells_s[d, b, t, j], cprev, dh[d, b, j] + dy[b, t, d * H + j],
+                                          dc[d, b, j])
     base = d * 4 * H
-    dg[b, t, base + j] = dcc * gg * ig * (float32(1.0) - ig)
-    dg[b, t, base + H + j] = dcc * cprev * fg * (float32(1.0) - fg)
-    dg[b, t, base + 2 * H + j] = dcc * ig * (float32(1.0) - gg * gg)
-    dg[b, t, base + 3 * H + j] = dhj * tc * og * (float32(1.0) - og)
-    dc[d, b, j] = dcc * fg
+    dg[b, t, base + j] = g_i
+    dg[b, t, base + H + j] = g_f
+    dg[b, t, base + 2 * H + j] = g_g
+    dg[b, t, base + 3 * H + j] = g_o
+    dc[d, b, j] = dcp
 
 
 @cuda.jit
