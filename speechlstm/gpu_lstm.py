@@ -93,6 +93,20 @@ def _gate_update(zi, zf, zg, zo, c):
 
 
 @cuda.jit(device=True)
+def _unit_index(i, B, H):
+    """(direction, sequence, unit) of flat thread index i in the per-step kernels."""
+    return i // (B * H), (i // H) % B, i % H
+
+
+@cuda.jit(device=True)
+def _block_origin(B):
+    """(direction, first sequence, unit) of this thread in the persistent layer kernels: block
+    ``d * groups + k`` carries sequences ``k*SEQS ..`` of direction d, thread j unit j."""
+    groups = (B + SEQS - 1) // SEQS
+    return cuda.blockIdx.x // groups, (cuda.blockIdx.x % groups) * SEQS, cuda.threadIdx.x
+
+
+@cuda.jit(device=True)
 def _gate_grads(ig, fg, gg, og, c, cprev, dh, dc):
     """Backward of :func:`_gate_update`: gradients of the four pre-activations and of the previous
     cell state, from dh, dc reaching h' and c' (``c`` is c')."""
@@ -113,9 +127,7 @@ def _lstm_step(s, gx, whh, lengths, h_in, c_in, h_out, c_out, y, save, gates_s, 
     B = lengths.shape[0]
     if i >= D * B * H:
         return
-    d = i // (B * H)
-    b = (i // H) % B
-    j = i % H
+    d, b, j = _unit_index(i, B, H)
     L = lengths[b]
     if s >= L:  # past this sequence's end: carry the state unchanged
         h_out[d, b, j] = h_in[d, b, j]
@@ -158,10 +170,7 @@ def _lstm_layer(gx, whh_t, lengths, h0, c0, y, hn, cn, save, gates_s, cells_s):
     H = whh_t.shape[1]
     B = lengths.shape[0]
     G = 4 * H
-    groups = (B + SEQS - 1) // SEQS
-    d = cuda.blockIdx.x // groups
-    b0 = (cuda.blockIdx.x % groups) * SEQS
-    j = cuda.threadIdx.x
+    d, b0, j = _block_origin(B)
     c = cuda.local.array(SEQS, float32)
     acc = cuda.local.array((SEQS, 4), float32)
     tmax = 0
@@ -231,10 +240,7 @@ def _lstm_layer_backward(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, d
     H = whh.shape[2]
     B = lengths.shape[0]
     G = 4 * H
-    groups = (B + SEQS - 1) // SEQS
-    d = cuda.blockIdx.x // groups
-    b0 = (cuda.blockIdx.x % groups) * SEQS
-    j = cuda.threadIdx.x
+    d, b0, j = _block_origin(B)
     dc = cuda.local.array(SEQS, float32)
     tmax = 0
     for q in range(SEQS):
@@ -297,9 +303,7 @@ def _lstm_back_gates(s, gates_s, cells_s, c0, lengths, dy, dh, dc, dg):
     H = cells_s.shape[3]
     if i >= D * B * H:
         return
-    d = i // (B * H)
-    b = (i // H) % B
-    j = i % H
+    d, b, j = _unit_index(i, B, H)
     L = lengths[b]
     if s >= L:  # padding: state carried unchanged, nothing to add
         return
@@ -330,9 +334,7 @@ def _lstm_back_hidden(s, dg, whh, lengths, dh):
     B = lengths.shape[0]
     if i >= D * B * H:
         return
-    d = i // (B * H)
-    b = (i // H) % B
-    k = i % H
+    d, b, k = _unit_index(i, B, H)
     L = lengths[b]
     if s >= L:
         return
