@@ -59,16 +59,21 @@ def test_cuda_needs_float32():
 def test_trainer_on_cuda(tmp_path):
     """``TrainConfig(device="cuda")``: a whole (tiny) run trains the LSTM on the CUDA kernels, the
     loss falls, and the result is a model file like any other."""
-    from conftest import tone  # noqa: F401  (conftest sets up the simulator)
+    import soundfile as sf
+
+    from conftest import chirp, tone
     from speechlstm.data import write_manifest
     from speechlstm.model import load_model
-    from speechlstm.synth import synthesize, voice_pool
     from speechlstm.train import TrainConfig, Trainer
 
-    rng = np.random.default_rng(0)
-    # the simulator runs every CUDA thread in Python: 4 short clips, 4-dim features, no dev set
-    rows = synthesize(["yes", "no"] * 2, str(tmp_path / "wav"), voices=voice_pool(rng, 2), seed=1, workers=1,
-                      progress=False)
+    # the simulator runs every CUDA thread in Python: 4 short clips (tones and chirps, so that a GPU
+    # host without espeak-ng runs this too), 4-dim features, no dev set
+    rows = []
+    for i, (text, y) in enumerate([("yes", tone(0.4, freq=300.0)), ("no", chirp(0.4, f0=2000.0, f1=500.0)),
+                                   ("yes", tone(0.5, freq=350.0, seed=1)), ("no", chirp(0.5, f0=1800.0, f1=400.0))]):
+        p = str(tmp_path / f"{i}.wav")
+        sf.write(p, y, 16000)
+        rows.append({"path": p, "text": text, "speaker": str(i), "duration": y.size / 16000})
     train = write_manifest(rows, str(tmp_path / "train.jsonl"))
     cfg = TrainConfig(train=[train], out_dir=str(tmp_path / "run"), hidden_size=3, num_layers=1,
                       epochs=3, batch_size=4, lr=2e-2, warmup_steps=1, workers=1, progress=False,
