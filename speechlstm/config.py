@@ -25,6 +25,7 @@ LOG_ZERO = -1e30  # stands for log(0) in log-space recursions; finite so no inf 
 
 # --- CUDA -------------------------------------------------------------------------------------
 CUDA_THREADS_PER_BLOCK = 128  # threads per block for 1-D kernels (tests patch this small)
-CUDA_TILE = 16  # tile edge of the shared-memory matrix-multiply kernel
+CUDA_TILE = 16  # thread-block edge (and K step) of the matrix-multiply kernel (read at import)
+CUDA_GEMM_REGISTER_BLOCK = 4  # outputs per thread along each axis: C tiles of 64 x 64 (read at import)
 CUDA_SEQS_PER_BLOCK = 4  # sequences one block of the persistent LSTM layer kernel carries (read at import)
 CUDA_PERSISTENT_MAX_HIDDEN = 512  # larger hidden sizes use one kernel launch per timestep (read at import)

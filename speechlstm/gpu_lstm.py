@@ -37,6 +37,7 @@ __all__ = ["gpu_lstm_forward", "gpu_lstm_backward", "GpuLSTMCache", "gpu_log_pro
 
 _dexp, _dsigmoid, _dtanh = compile_gates(cuda.jit(device=True))
 TILE = config.CUDA_TILE
+RB = config.CUDA_GEMM_REGISTER_BLOCK
 SEQS = config.CUDA_SEQS_PER_BLOCK
 HMAX = config.CUDA_PERSISTENT_MAX_HIDDEN
 
@@ -48,37 +49,59 @@ def _require_gpu():
 
 @cuda.jit
 def _gemm_kernel(A, B, bias, C, ta, tb):
-    """C[M, N] = op(A)[M, K] @ op(B)[K, N] + bias[N], tiled through shared
-    memory; op transposes when ``ta`` / ``tb``.  Every tile is loaded along the array's contiguous
-    axis (coalesced) and read transposed from shared memory where needed."""
-    sa = cuda.shared.array((TILE, TILE), float32)
-    sb = cuda.shared.array((TILE, TILE), float32)
+    """C[M, N] = op(A)[M, K] @ op(B)[K, N] + bias[N]; op transposes when ``ta`` / ``tb``.
+
+    Register-blocked: a TILE x TILE block of threads computes a (RB*TILE)² tile of C, each thread
+    RB x RB outputs (rows ty + TILE*i, columns tx + TILE*j, so shared-memory reads are conflict-free
+    and stores coalesce), stepping through K by TILE with both operand tiles staged in shared memory,
+    each loaded along its array's contiguous axis."""
+    BM = RB * TILE
+    sa = cuda.shared.array((TILE, RB * TILE), float32)  # sa[k, m]
+    sb = cuda.shared.array((TILE, RB * TILE), float32)  # sb[k, n]
+    acc = cuda.local.array((RB, RB), float32)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
-    m0 = cuda.blockIdx.y * TILE
-    n0 = cuda.blockIdx.x * TILE
-    row = m0 + ty
-    col = n0 + tx
+    tid = ty * TILE + tx
+    m0 = cuda.blockIdx.y * BM
+    n0 = cuda.blockIdx.x * BM
     M, N = C.shape
     K = A.shape[0] if ta else A.shape[1]
-    acc = float32(0.0)
+    for i in range(RB):
+        for j in range(RB):
+            acc[i, j] = float32(0.0)
     for k0 in range(0, K, TILE):
-        if ta:  # sa[k, m] = A[k0 + k, m0 + m]
-            sa[ty, tx] = A[k0 + ty, m0 + tx] if (k0 + ty < K and m0 + tx < M) else float32(0.0)
-        else:  # sa[m, k] = A[m0 + m, k0 + k]
-            sa[ty, tx] = A[row, k0 + tx] if (row < M and k0 + tx < K) else float32(0.0)
-        if tb:  # sb[n, k] = B[n0 + n, k0 + k]
-            sb[ty, tx] = B[n0 + ty, k0 + tx] if (n0 + ty < N and k0 + tx < K) else float32(0.0)
-        else:  # sb[k, n] = B[k0 + k, n0 + n]
-            sb[ty, tx] = B[k0 + ty, col] if (k0 + ty < K and col < N) else float32(0.0)
+        for r in range(RB):  # each tile has TILE * RB * TILE elements: RB per thread
+            idx = tid + r * TILE * TILE
+            if ta:  # A[k, m]: contiguous along m
+                kk = idx // BM
+                mm = idx % BM
+                sa[kk, mm] = A[k0 + kk, m0 + mm] if (k0 + kk < K and m0 + mm < M) else float32(0.0)
+            else:  # A[m, k]: contiguous along k
+                mm = idx // TILE
+                kk = idx % TILE
+                sa[kk, mm] = A[m0 + mm, k0 + kk] if (m0 + mm < M and k0 + kk < K) else float32(0.0)
+            if tb:  # B[n, k]: contiguous along k
+                nn = idx // TILE
+                kk = idx % TILE
+                sb[kk, nn] = B[n0 + nn, k0 + kk] if (n0 + nn < N and k0 + kk < K) else float32(0.0)
+            else:  # B[k, n]: contiguous along n
+                kk = idx // BM
+                nn = idx % BM
+                sb[kk, nn] = B[k0 + kk, n0 + nn] if (k0 + kk < K and n0 + nn < N) else float32(0.0)
         cuda.syncthreads()
-        for k in range(TILE):
-            a = sa[k, ty] if ta else sa[ty, k]
-            b = sb[tx, k] if tb else sb[k, tx]
-            acc += a * b
+        for kk in range(TILE):
+            for i in range(RB):
+                a = sa[kk, ty + TILE * i]
+                for j in range(RB):
+                    acc[i, j] += a * sb[kk, tx + TILE * j]
         cuda.syncthreads()
-    if row < M and col < N:
-        C[row, col] = acc + bias[col]
+    for i in range(RB):
+        row = m0 + ty + TILE * i
+        if row < M:
+            for j in range(RB):
+                col = n0 + tx + TILE * j
+                if col < N:
+                    C[row, col] = acc[i, j] + bias[col]
 
 
 @cuda.jit(device=True)
@@ -433,7 +456,7 @@ def _gemm(A_d, B_d, bias_d, C_d, *, ta: bool = False, tb: bool = True):
     M, N = C_d.shape
     if bias_d is None:
         bias_d = _zeros((N,))
-    grid = (-(-N // TILE), -(-M // TILE))
+    grid = (-(-N // (RB * TILE)), -(-M // (RB * TILE)))
     _gemm_kernel[grid, (TILE, TILE)](A_d, B_d, bias_d, C_d, ta, tb)
 
 

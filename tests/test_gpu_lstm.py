@@ -104,17 +104,18 @@ def test_gpu_gemm_all_transposes():
     from speechlstm.gpu_lstm import _gemm
 
     rng = np.random.default_rng(3)
-    M, K, N = 19, 23, 17  # not multiples of the tile
-    a = rng.standard_normal((M, K)).astype(np.float32)
-    b = rng.standard_normal((K, N)).astype(np.float32)
-    bias = rng.standard_normal(N).astype(np.float32)
-    for ta in (False, True):
-        for tb in (False, True):
-            A = np.ascontiguousarray(a.T) if ta else a
-            B = np.ascontiguousarray(b.T) if tb else b
-            C = cuda.device_array((M, N), np.float32)
-            _gemm(cuda.to_device(A), cuda.to_device(B), cuda.to_device(bias), C, ta=ta, tb=tb)
-            np.testing.assert_allclose(C.copy_to_host(), a @ b + bias, atol=1e-4)
+    for (M, K, N), ta, tb in [((19, 23, 17), False, False), ((19, 23, 17), True, False),
+                              ((19, 23, 17), False, True), ((19, 23, 17), True, True),
+                              ((70, 37, 67), False, True), ((70, 37, 67), True, False)]:
+        # not multiples of the tile; the last two span several blocks along M and N
+        a = rng.standard_normal((M, K)).astype(np.float32)
+        b = rng.standard_normal((K, N)).astype(np.float32)
+        bias = rng.standard_normal(N).astype(np.float32)
+        A = np.ascontiguousarray(a.T) if ta else a
+        B = np.ascontiguousarray(b.T) if tb else b
+        C = cuda.device_array((M, N), np.float32)
+        _gemm(cuda.to_device(A), cuda.to_device(B), cuda.to_device(bias), C, ta=ta, tb=tb)
+        np.testing.assert_allclose(C.copy_to_host(), a @ b + bias, atol=1e-4)
 
 
 def test_gpu_validation():
