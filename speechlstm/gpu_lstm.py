@@ -38,8 +38,11 @@ __all__ = ["gpu_lstm_forward", "gpu_lstm_backward", "GpuLSTMCache", "gpu_log_pro
 _dexp, _dsigmoid, _dtanh = compile_gates(cuda.jit(device=True))
 TILE = config.CUDA_TILE
 RB = config.CUDA_GEMM_REGISTER_BLOCK
+BM = RB * TILE  # edge of the C tile one GEMM block computes
 SEQS = config.CUDA_SEQS_PER_BLOCK
 HMAX = config.CUDA_PERSISTENT_MAX_HIDDEN
+GMAX = 4 * HMAX
+# shared-array shapes must be compile-time constants: only these module globals appear in them
 
 
 def _require_gpu():
@@ -55,9 +58,8 @@ def _gemm_kernel(A, B, bias, C, ta, tb):
     RB x RB outputs (rows ty + TILE*i, columns tx + TILE*j, so shared-memory reads are conflict-free
     and stores coalesce), stepping through K by TILE with both operand tiles staged in shared memory,
     each loaded along its array's contiguous axis."""
-    BM = RB * TILE
-    sa = cuda.shared.array((TILE, RB * TILE), float32)  # sa[k, m]
-    sb = cuda.shared.array((TILE, RB * TILE), float32)  # sb[k, n]
+    sa = cuda.shared.array((TILE, BM), float32)  # sa[k, m]
+    sb = cuda.shared.array((TILE, BM), float32)  # sb[k, n]
     acc = cuda.local.array((RB, RB), float32)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
@@ -257,7 +259,7 @@ def _lstm_layer_backward(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, d
     :func:`_lstm_layer`: per step, thread j writes the four gate gradients of unit j (to dg and to
     shared memory) and carries dc in a register; after a block barrier, thread k forms
     ``dh[k] = sum_g dg[g] * W_hh[g, k]``.  dg [B,T,D*4H] must be zero on entry (padding stays zero)."""
-    sdg = cuda.shared.array((SEQS, 4 * HMAX), float32)
+    sdg = cuda.shared.array((SEQS, GMAX), float32)
     sdh = cuda.shared.array((SEQS, HMAX), float32)
     D = whh.shape[0]
     H = whh.shape[2]
@@ -456,7 +458,7 @@ def _gemm(A_d, B_d, bias_d, C_d, *, ta: bool = False, tb: bool = True):
     M, N = C_d.shape
     if bias_d is None:
         bias_d = _zeros((N,))
-    grid = (-(-N // (RB * TILE)), -(-M // (RB * TILE)))
+    grid = (-(-N // BM), -(-M // BM))
     _gemm_kernel[grid, (TILE, TILE)](A_d, B_d, bias_d, C_d, ta, tb)
 
 
