@@ -10,7 +10,9 @@ EXP_CLAMP = 40.0  # |argument| limit of the exponential; sigmoid/tanh are satura
 
 def exp_clamped(z):
     """exp(z) for z clamped to [-40, 40], relative error < 1e-10."""
-    z = min(max(z, -EXP_CLAMP), EXP_CLAMP) * 0.015625  # / 64
+    # clamp with selects, not min/max: numba.cuda types the builtins through an overload that
+    # needs a live GPU context, and this way every kernel also compiles to PTX on a GPU-less host
+    z = (-EXP_CLAMP if z < -EXP_CLAMP else (EXP_CLAMP if z > EXP_CLAMP else z)) * 0.015625  # / 64
     p = 2.08767569878681e-09  # 1/12!
     p = p * z + 2.505210838544172e-08  # 1/11!
     p = p * z + 2.755731922398589e-07

@@ -204,7 +204,7 @@ def _lstm_layer(gx, whh_t, lengths, h0, c0, y, hn, cn, save, gates_s, cells_s):
         if b < B and j < H:
             sh[q, j] = h0[d, b, j]
             c[q] = c0[d, b, j]
-            tmax = max(tmax, lengths[b])
+            tmax = lengths[b] if lengths[b] > tmax else tmax
     cuda.syncthreads()
     for s in range(tmax):
         if j < H:
@@ -273,7 +273,7 @@ def _lstm_layer_backward(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, d
         if b < B:
             sdh[q, j] = dhn[d, b, j]
             dc[q] = dcn[d, b, j]
-            tmax = max(tmax, lengths[b])
+            tmax = lengths[b] if lengths[b] > tmax else tmax
     cuda.syncthreads()
     for s in range(tmax - 1, -1, -1):
         for q in range(SEQS):
@@ -417,7 +417,7 @@ def _log_softmax_rows(z):
     C = z.shape[1]
     m = z[r, 0]
     for k in range(1, C):
-        m = max(m, z[r, k])
+        m = z[r, k] if z[r, k] > m else m
     s = 0.0
     for k in range(C):
         s += math.exp(z[r, k] - m)
