@@ -76,3 +76,19 @@ def test_stream_refused_for_bidirectional(model):
         pytest.fail("the shipped default model is expected to be bidirectional")
     with pytest.raises(ParameterError, match="bidirectional"):
         model.stream()
+
+
+def test_shipped_streaming_model_streams_like_whole_file():
+    """The shipped unidirectional model: fed 100 ms at a time, it ends where whole-file
+    recognition ends, and recognises the synthetic command samples."""
+    import soundfile as sf
+
+    m = speechlstm.load_model("commands-stream")
+    assert m.acoustic.lstm.bidirectional is False and m.features.cmvn == "global"
+    for name, text in [("go_left_stop.wav", "go left stop"), ("one_two_three_four.wav", "one two three four")]:
+        y, sr = sf.read(os.path.join(SAMPLES, name), dtype="float32")
+        s = m.stream()
+        for i in range(0, y.size, sr // 10):
+            s.feed(y[i:i + sr // 10])
+        got = s.finish()["text"]
+        assert got == m.transcribe(os.path.join(SAMPLES, name))["text"] == text
