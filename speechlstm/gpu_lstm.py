@@ -50,6 +50,20 @@ def _require_gpu():
         raise DeviceError("CUDA was requested but numba.cuda finds no GPU")
 
 
+@cuda.jit(device=True)
+def _stage(X, k_major, k0, o0, K, O, idx, s):
+    """Element ``idx`` of a GEMM operand tile into shared memory as ``s[k, o]``: X is stored
+    ``[K, O]`` (``k_major``, read contiguous along o) or ``[O, K]`` (read contiguous along k)."""
+    if k_major:
+        kk = idx // BM
+        oo = idx % BM
+        s[kk, oo] = X[k0 + kk, o0 + oo] if (k0 + kk < K and o0 + oo < O) else float32(0.0)
+    else:
+        oo = idx // TILE
+        kk = idx % TILE
+        s[kk, oo] = X[o0 + oo, k0 + kk] if (o0 + oo < O and k0 + kk < K) else float32(0.0)
+
+
 @cuda.jit
 def _gemm_kernel(A, B, bias, C, ta, tb):
     """C[M, N] = op(A)[M, K] @ op(B)[K, N] + bias[N]; op transposes when ``ta`` / ``tb``.
@@ -74,22 +88,8 @@ def _gemm_kernel(A, B, bias, C, ta, tb):
     for k0 in range(0, K, TILE):
         for r in range(RB):  # each tile has TILE * RB * TILE elements: RB per thread
             idx = tid + r * TILE * TILE
-            if ta:  # A[k, m]: contiguous along m
-                kk = idx // BM
-                mm = idx % BM
-                sa[kk, mm] = A[k0 + kk, m0 + mm] if (k0 + kk < K and m0 + mm < M) else float32(0.0)
-            else:  # A[m, k]: contiguous along k
-                mm = idx // TILE
-                kk = idx % TILE
-                sa[kk, mm] = A[m0 + mm, k0 + kk] if (m0 + mm < M and k0 + kk < K) else float32(0.0)
-            if tb:  # B[n, k]: contiguous along k
-                nn = idx // TILE
-                kk = idx % TILE
-                sb[kk, nn] = B[n0 + nn, k0 + kk] if (n0 + nn < N and k0 + kk < K) else float32(0.0)
-            else:  # B[k, n]: contiguous along n
-                kk = idx // BM
-                nn = idx % BM
-                sb[kk, nn] = B[k0 + kk, n0 + nn] if (k0 + kk < K and n0 + nn < N) else float32(0.0)
+            _stage(A, ta, k0, m0, K, M, idx, sa)
+            _stage(B, not tb, k0, n0, K, N, idx, sb)
         cuda.syncthreads()
         for kk in range(TILE):
             for i in range(RB):
