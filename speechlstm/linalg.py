@@ -9,8 +9,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["matmul", "matmul_tn", "prepare_blas"]
+from .errors import ParameterError
 
+__all__ = ["matmul", "matmul_tn", "prepare_blas"]
 
 _BLAS_READY = False
 
@@ -30,13 +31,17 @@ def prepare_blas() -> None:
 
 
 @njit(parallel=True, cache=True)
-def _matmul_rows(a, b, out, n_blocks):
+def _matmul_rows(a, b, bias, out, n_blocks):
+    """out = a @ b + bias, parallel over row blocks; bias [N] or empty (nothing added)."""
     n = a.shape[0]
     for k in prange(n_blocks):
         s = k * n // n_blocks
         e = (k + 1) * n // n_blocks
         if e > s:
             np.dot(a[s:e], b, out[s:e])
+            for i in range(s, e):  # while the block is still in cache
+                for j in range(bias.shape[0]):
+                    out[i, j] += bias[j]
 
 
 @njit(parallel=True, cache=True)
@@ -49,20 +54,6 @@ def _matmul_tn_split(a, b, parts, n_blocks):
             np.dot(a[s:e].T, b[s:e], parts[k])
         else:
             parts[k][:] = 0.0
-
-
-@njit(parallel=True, cache=True)
-def _matmul_rows_bias(a, b, bias, out, n_blocks):
-    n = a.shape[0]
-    m = out.shape[1]
-    for k in prange(n_blocks):
-        s = k * n // n_blocks
-        e = (k + 1) * n // n_blocks
-        if e > s:
-            np.dot(a[s:e], b, out[s:e])
-            for i in range(s, e):  # while the block is still in cache
-                for j in range(m):
-                    out[i, j] += bias[j]
 
 
 def _blocks(n_rows: int, min_rows: int = 64) -> int:
@@ -79,13 +70,13 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, bias: np
         b = np.ascontiguousarray(b)
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
+    if bias is None:
+        bias = np.zeros(0, out.dtype)
+    elif np.shape(bias) != (out.shape[1],):
+        raise ParameterError(f"bias must have shape {(out.shape[1],)}, got {np.shape(bias)}")
     if a.shape[0] == 0:
         return out
-    nb = _blocks(a.shape[0])
-    if bias is None:
-        _matmul_rows(a, b, out, nb)
-    else:
-        _matmul_rows_bias(a, b, np.ascontiguousarray(bias, out.dtype), out, nb)
+    _matmul_rows(a, b, np.ascontiguousarray(bias, out.dtype), out, _blocks(a.shape[0]))
     return out
 
 
