@@ -22,6 +22,7 @@ import time
 import click
 import numpy as np
 
+from speechlstm.alphabet import DIGIT_WORDS
 from speechlstm.data import (SPEECH_COMMANDS_WORDS, read_fsdd, read_speech_commands, split_by_speaker,
                              write_manifest)
 from speechlstm.synth import ESPEAK_ACCENTS, FLITE_VOICES, espeak_variants, synthesize, voice_pool
@@ -30,7 +31,6 @@ HELD_OUT_ACCENTS = ["en-029", "en-us-nyc"]
 HELD_OUT_FLITE = ["rms"]
 FSDD_TEST_SPEAKER = "george"
 EXCLUDED_VARIANTS = {"whisper", "whisperf", "Demonic", "UniRobot", "anikaRobot", "croak"}
-DIGITS = "zero one two three four five six seven eight nine".split()
 
 
 def command_sequences(rng, n, max_words=6):
@@ -38,7 +38,7 @@ def command_sequences(rng, n, max_words=6):
     out = []
     for _ in range(n):
         k = int(rng.integers(2, max_words + 1))
-        pool = DIGITS if rng.random() < 0.4 else SPEECH_COMMANDS_WORDS
+        pool = DIGIT_WORDS if rng.random() < 0.4 else SPEECH_COMMANDS_WORDS
         out.append(" ".join(str(w) for w in rng.choice(pool, k)))
     return out
 

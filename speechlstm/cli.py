@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from .device import DEVICES
 from .errors import ParameterError, SpeechLSTMError, error_line
 
 
@@ -85,7 +86,7 @@ def _read_words(words, words_file):
 @click.option("--words-file", type=click.Path(dir_okay=False), help="File of allowed words.")
 @click.option("--any-text", is_flag=True, help="Do not restrict output to the model's vocabulary.")
 @click.option("--hotword", "hotwords", multiple=True, metavar="WORD:BOOST", help="Boost a word (repeatable).")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.pass_context
 def transcribe(ctx, files, model_name, fmt, output_dir, beam_size, words, words_file, any_text, hotwords, device):
     """Transcribe audio FILES (one model load for all; a bad file is reported and skipped)."""
@@ -131,7 +132,7 @@ def transcribe(ctx, files, model_name, fmt, output_dir, beam_size, words, words_
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--resume", is_flag=True, help="Skip files already in the results CSV.")
 @click.option("--dask", "dask_address", help="Run on Dask: 'local' or tcp://HOST:PORT.")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def spot(ctx, paths, keywords, keywords_file, out_csv, model_name, threshold, workers, resume, dask_address, device, quiet):
@@ -204,7 +205,7 @@ def evaluate(model_name, data, task, report_dir, beam_size, keywords, limit):
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="Training config (TOML).")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None,
+@click.option("--device", type=click.Choice(DEVICES), default=None,
               help="Where the LSTM runs (default: the config's device, else cpu).")
 def train(config_path, resume, device):
     """Train a model from a TOML config (see README); writes model.npz, log.jsonl, curve.png."""

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from .errors import DeviceError, ParameterError
 
-__all__ = ["resolve_device", "cuda_available"]
+__all__ = ["resolve_device", "check_device_name", "cuda_available", "DEVICES"]
+
+DEVICES = ("cpu", "cuda", "auto")
 
 
 def cuda_available() -> bool:
@@ -23,13 +25,19 @@ def simulated() -> bool:
     return bool(config.ENABLE_CUDASIM)
 
 
+def check_device_name(device) -> str:
+    """``device`` itself, if it is one of :data:`DEVICES` (whether a GPU exists is not checked)."""
+    if device not in DEVICES:
+        raise ParameterError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    return device
+
+
 def resolve_device(device: str) -> str:
     """Map "cpu" / "cuda" / "auto" to "cpu" or "cuda"; CUDA without a GPU is a clear error.
 
     "auto" never picks the CUDA simulator (it is for tests, and slow); "cuda" accepts it.
     """
-    if device not in ("cpu", "cuda", "auto"):
-        raise ParameterError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    check_device_name(device)
     if device == "cpu":
         return "cpu"
     if device == "auto":

@@ -9,6 +9,7 @@ from typing import Dict, List
 
 import numpy as np
 
+from .alphabet import DIGIT_WORDS
 from .data import COMMAND_CLASSES, read_any
 from .errors import ParameterError, error_line
 from .metrics import cer, command_class, confusion_matrix, wer
@@ -148,9 +149,6 @@ def write_report(result: dict, out_dir: str) -> Dict[str, str]:
     with open(paths["md"], "w") as f:
         f.write("\n".join(lines) + "\n")
     return paths
-
-
-DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 def evaluate_model_suite(model_path: str, manifests: Dict[str, str], out_dir: str) -> dict:

@@ -24,6 +24,7 @@ from .augment import Augmenter, spec_augment
 from .ctc import ctc_loss
 from .data import read_any
 from .decoding import greedy_decode
+from .device import check_device_name
 from .errors import DataError, ParameterError
 from .features import FeatureConfig, base_features, compute_stats, normalize_and_stack
 from .metrics import wer
@@ -84,8 +85,7 @@ class TrainConfig:
         if not cfg.train:
             raise ParameterError("training config needs at least one 'train' manifest or folder")
         FeatureConfig.from_dict(cfg.features)  # validate early
-        if cfg.device not in ("cpu", "cuda", "auto"):
-            raise ParameterError(f"device must be 'cpu', 'cuda' or 'auto', got {cfg.device!r}")
+        check_device_name(cfg.device)  # the GPU itself is looked for when training starts
         return cfg
 
 
