@@ -1,8 +1,8 @@
-"""The numba.cuda twin of :mod:`speechlstm.lstm` (inference), same public signatures.
+"""The numba.cuda twin of :mod:`speechlstm.lstm` (inference and training), same public signatures.
 
 Kernels:
 
-* ``_gemm``: tiled shared-memory matrix multiply ``C = op(A) @ op(B) (+ bias)``, ``op`` the identity
+* ``_gemm``: register-blocked shared-memory matrix multiply ``C = op(A) @ op(B) + bias``, ``op`` the identity
   or the transpose — the input projection of every timestep and direction at once, the output
   Dense layer, and in backward ``dx = dgates @ W_ih`` and the weight gradients ``dgates.T @ x``;
 * ``_lstm_layer``: a whole layer in one launch (persistent): each block carries a few sequences of
@@ -18,7 +18,9 @@ Kernels:
   then one GEMM over all timesteps, as on the CPU;
 * ``_log_softmax_rows`` and ``_greedy_ctc``: per-frame log-softmax and best-path decoding.
 
-Tunables (threads per block, tile size) are read from :mod:`speechlstm.config` at call time.
+Tunables live in :mod:`speechlstm.config`: threads per block and the persistent-kernel hidden-size
+limit are read at call time; the sizes of shared and local arrays (GEMM tile and register block,
+sequences per block, the largest persistent hidden size) at import, as CUDA needs them constant.
 """
 from __future__ import annotations
 
@@ -118,6 +120,35 @@ def _gate_update(zi, zf, zg, zo, c):
 
 
 @cuda.jit(device=True)
+def _get4(row, j, H):
+    """The four gate entries of unit j in a row laid out i | f | g | o (H each)."""
+    return row[j], row[H + j], row[2 * H + j], row[3 * H + j]
+
+
+@cuda.jit(device=True)
+def _put4(row, j, H, a, b, c, d):
+    """Store the four gate entries of unit j into a row laid out i | f | g | o (H each)."""
+    row[j] = a
+    row[H + j] = b
+    row[2 * H + j] = c
+    row[3 * H + j] = d
+
+
+@cuda.jit(device=True)
+def _step_time(s, d, L):
+    """The frame step s of direction d processes in a sequence of L frames."""
+    return s if d == 0 else L - 1 - s
+
+
+@cuda.jit(device=True)
+def _prev_cell(c0, cells_s, s, d, b, t, j):
+    """The cell state step s (at frame t) of direction d started from: c0 at the first step."""
+    if s == 0:
+        return c0[d, b, j]
+    return cells_s[d, b, t - 1 if d == 0 else t + 1, j]
+
+
+@cuda.jit(device=True)
 def _unit_index(i, B, H):
     """(direction, sequence, unit) of flat thread index i in the per-step kernels."""
     return i // (B * H), (i // H) % B, i % H
@@ -158,13 +189,8 @@ def _lstm_step(s, gx, whh, lengths, h_in, c_in, h_out, c_out, y, save, gates_s, 
         h_out[d, b, j] = h_in[d, b, j]
         c_out[d, b, j] = c_in[d, b, j]
         return
-    t = s if d == 0 else L - 1 - s
-    G = 4 * H
-    base = d * G
-    zi = gx[b, t, base + j]
-    zf = gx[b, t, base + H + j]
-    zg = gx[b, t, base + 2 * H + j]
-    zo = gx[b, t, base + 3 * H + j]
+    t = _step_time(s, d, L)
+    zi, zf, zg, zo = _get4(gx[b, t], d * 4 * H + j, H)
     for k in range(H):
         hk = h_in[d, b, k]
         zi += whh[d, j, k] * hk
@@ -176,10 +202,7 @@ def _lstm_step(s, gx, whh, lengths, h_in, c_in, h_out, c_out, y, save, gates_s, 
     h_out[d, b, j] = hh
     y[b, t, d * H + j] = hh
     if save:
-        gates_s[d, b, t, j] = ig
-        gates_s[d, b, t, H + j] = fg
-        gates_s[d, b, t, 2 * H + j] = gg
-        gates_s[d, b, t, 3 * H + j] = og
+        _put4(gates_s[d, b, t], j, H, ig, fg, gg, og)
         cells_s[d, b, t, j] = cc
 
 
@@ -231,19 +254,15 @@ def _lstm_layer(gx, whh_t, lengths, h0, c0, y, hn, cn, save, gates_s, cells_s):
                 L = lengths[b]
                 if s >= L:
                     continue
-                t = s if d == 0 else L - 1 - s
-                base = d * G
-                ig, fg, gg, og, cc, hh = _gate_update(acc[q, 0] + gx[b, t, base + j], acc[q, 1] + gx[b, t, base + H + j],
-                                                      acc[q, 2] + gx[b, t, base + 2 * H + j],
-                                                      acc[q, 3] + gx[b, t, base + 3 * H + j], c[q])
+                t = _step_time(s, d, L)
+                zi, zf, zg, zo = _get4(gx[b, t], d * G + j, H)
+                ig, fg, gg, og, cc, hh = _gate_update(acc[q, 0] + zi, acc[q, 1] + zf, acc[q, 2] + zg, acc[q, 3] + zo,
+                                                      c[q])
                 c[q] = cc
                 sh[q, j] = hh
                 y[b, t, d * H + j] = hh
                 if save:
-                    gates_s[d, b, t, j] = ig
-                    gates_s[d, b, t, H + j] = fg
-                    gates_s[d, b, t, 2 * H + j] = gg
-                    gates_s[d, b, t, 3 * H + j] = og
+                    _put4(gates_s[d, b, t], j, H, ig, fg, gg, og)
                     cells_s[d, b, t, j] = cc
         cuda.syncthreads()  # h of step s written
     for q in range(SEQS):
@@ -280,25 +299,13 @@ def _lstm_layer_backward(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, d
             b = b0 + q
             if b >= B or s >= lengths[b]:
                 continue
-            L = lengths[b]
-            t = s if d == 0 else L - 1 - s
-            tp = t - 1 if d == 0 else t + 1
-            ig = gates_s[d, b, t, j]
-            fg = gates_s[d, b, t, H + j]
-            gg = gates_s[d, b, t, 2 * H + j]
-            og = gates_s[d, b, t, 3 * H + j]
-            cprev = c0[d, b, j] if s == 0 else cells_s[d, b, tp, j]
-            g_i, g_f, g_g, g_o, dcp = _gate_grads(ig, fg, gg, og, cells_s[d, b, t, j], cprev,
+            t = _step_time(s, d, lengths[b])
+            ig, fg, gg, og = _get4(gates_s[d, b, t], j, H)
+            g_i, g_f, g_g, g_o, dcp = _gate_grads(ig, fg, gg, og, cells_s[d, b, t, j],
+                                                  _prev_cell(c0, cells_s, s, d, b, t, j),
                                                   sdh[q, j] + dy[b, t, d * H + j], dc[q])
-            sdg[q, j] = g_i
-            sdg[q, H + j] = g_f
-            sdg[q, 2 * H + j] = g_g
-            sdg[q, 3 * H + j] = g_o
-            base = d * G
-            dg[b, t, base + j] = g_i
-            dg[b, t, base + H + j] = g_f
-            dg[b, t, base + 2 * H + j] = g_g
-            dg[b, t, base + 3 * H + j] = g_o
+            _put4(sdg[q], j, H, g_i, g_f, g_g, g_o)
+            _put4(dg[b, t], d * G + j, H, g_i, g_f, g_g, g_o)
             dc[q] = dcp
         cuda.syncthreads()  # all gate gradients of step s in shared memory; sdh read
         for q in range(SEQS):
@@ -332,20 +339,11 @@ def _lstm_back_gates(s, gates_s, cells_s, c0, lengths, dy, dh, dc, dg):
     L = lengths[b]
     if s >= L:  # padding: state carried unchanged, nothing to add
         return
-    t = s if d == 0 else L - 1 - s
-    tp = t - 1 if d == 0 else t + 1
-    ig = gates_s[d, b, t, j]
-    fg = gates_s[d, b, t, H + j]
-    gg = gates_s[d, b, t, 2 * H + j]
-    og = gates_s[d, b, t, 3 * H + j]
-    cprev = c0[d, b, j] if s == 0 else cells_s[d, b, tp, j]
-    g_i, g_f, g_g, g_o, dcp = _gate_grads(ig, fg, gg, og, cells_s[d, b, t, j], cprev, dh[d, b, j] + dy[b, t, d * H + j],
-                                          dc[d, b, j])
-    base = d * 4 * H
-    dg[b, t, base + j] = g_i
-    dg[b, t, base + H + j] = g_f
-    dg[b, t, base + 2 * H + j] = g_g
-    dg[b, t, base + 3 * H + j] = g_o
+    t = _step_time(s, d, L)
+    ig, fg, gg, og = _get4(gates_s[d, b, t], j, H)
+    g_i, g_f, g_g, g_o, dcp = _gate_grads(ig, fg, gg, og, cells_s[d, b, t, j], _prev_cell(c0, cells_s, s, d, b, t, j),
+                                          dh[d, b, j] + dy[b, t, d * H + j], dc[d, b, j])
+    _put4(dg[b, t], d * 4 * H + j, H, g_i, g_f, g_g, g_o)
     dc[d, b, j] = dcp
 
 
@@ -363,7 +361,7 @@ def _lstm_back_hidden(s, dg, whh, lengths, dh):
     L = lengths[b]
     if s >= L:
         return
-    t = s if d == 0 else L - 1 - s
+    t = _step_time(s, d, L)
     G = 4 * H
     acc = float32(0.0)
     for g in range(G):
