@@ -39,6 +39,9 @@ _JIT = dict(cache=True, fastmath=_FASTMATH, error_model="numpy")  # numpy model:
 _exp, _sigmoid, _tanh = compile_gates(njit(inline="always", **_JIT))
 
 
+_ROW_PAD = 16  # elements added to per-step scratch rows so their stride is no multiple of 4 KiB
+
+
 def _n_chunks(D: int, B: int) -> int:
     threads = numba.get_num_threads()
     return max(1, min(B, -(-threads // D)))
@@ -67,7 +70,9 @@ def _forward_layer(gx, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, n_chun
             continue
         h = np.empty((nb, H), gx.dtype)
         c = np.empty((nb, H), gx.dtype)
-        acc = np.empty((nb, G), gx.dtype)
+        # row stride padded off a multiple of 4 KiB: the column-wise writes of the transpose below
+        # would otherwise all land in one cache set (measured 439 -> 327 us per step at H=256, B=32)
+        acc = np.empty((nb, G + _ROW_PAD), gx.dtype)
         h_t = np.empty((H, nb), gx.dtype)
         acc_t = np.empty((G, nb), gx.dtype)
         tmax = 0
