@@ -1,11 +1,22 @@
 """Scalar activation math for the LSTM gates, written once and compiled for the CPU (``lstm.py``) and CUDA (``gpu_lstm.py``).
 
-The activations are branch-free, so LLVM vectorizes the fused gate loops (no SVML needed):
-``exp`` is a degree-12 Taylor polynomial of x/64 raised to the 64th power by six squarings, in
-float64 whatever the storage type, with arguments clamped to ±40 (relative error < 1e-10, no
-overflow, so no NaN/inf for any finite input).  ``tanh`` returns x itself for |x| < 1e-4.
+The activations are branch-free, so LLVM vectorizes the fused gate loops (no SVML needed).
+
+* float64 (and the CUDA kernels, whatever the storage type): ``exp`` is a degree-12 Taylor
+  polynomial of x/64 raised to the 64th power by six squarings, with arguments clamped to ±40
+  (relative error < 1e-10, no overflow, so no NaN/inf for any finite input).
+* float32 on the CPU (:func:`compile_gates_f32`): every operation stays in float32, so a vector
+  register holds twice the lanes and the divisions are cheap.  ``exp`` reduces the argument by
+  multiples of ln 2 (Cody-Waite, two-part constant), evaluates a degree-6 polynomial on
+  |r| <= ln2/2 and scales by 2**n built from the exponent bits; arguments are clamped to ±87, so
+  2**n stays a normal float.  Relative error < 4e-7 (about 3 ulp) over the whole range.
+
+``tanh`` returns x itself for |x| < 1e-4.
 """
-EXP_CLAMP = 40.0  # |argument| limit of the exponential; sigmoid/tanh are saturated far before
+import numpy as np
+
+EXP_CLAMP = 40.0  # |argument| limit of the float64 exponential; sigmoid/tanh are saturated far before
+EXP_CLAMP_F32 = 87.0  # |argument| limit of the float32 exponential: exp(±87) and 2**n stay normal floats
 
 
 def exp_clamped(z):
@@ -50,3 +61,42 @@ def compile_gates(jit):
         return x if abs(x) < 1e-4 else t
 
     return exp_c, jit(sigmoid_), jit(tanh_)
+
+
+_f32 = np.float32
+
+
+def exp_f32(z):
+    """exp(z) in float32 arithmetic for z clamped to [-87, 87], relative error < 4e-7."""
+    z = _f32(-EXP_CLAMP_F32) if z < _f32(-EXP_CLAMP_F32) else (_f32(EXP_CLAMP_F32) if z > _f32(EXP_CLAMP_F32) else z)
+    n = np.floor(z * _f32(1.4426950408889634) + _f32(0.5))  # round(z / ln 2)
+    r = z - n * _f32(0.693359375)  # ln 2 = 0.693359375 - 2.12194440e-4 (first part exact in float32)
+    r = r - n * _f32(-2.12194440e-4)
+    p = _f32(1.9875691500e-4)  # minimax coefficients of (exp(r) - 1 - r) / r**2 (Cephes expf)
+    p = p * r + _f32(1.3981999507e-3)
+    p = p * r + _f32(8.3334519073e-3)
+    p = p * r + _f32(4.1665795894e-2)
+    p = p * r + _f32(1.6666665459e-1)
+    p = p * r + _f32(5.0000001201e-1)
+    p = p * r * r + r + _f32(1.0)
+    scale = np.int32((np.int32(n) + np.int32(127)) << np.int32(23))  # the bits of 2**n
+    return p * scale.view(np.float32)
+
+
+def compile_gates_f32(jit):
+    """float32 twins of :func:`compile_gates`' sigmoid and tanh for ``numba.njit`` (CPU only).
+
+    Returns ``(sigmoid, tanh)``; arguments must be float32 scalars.
+    """
+    exp_c = jit(exp_f32)
+    one = _f32(1.0)
+
+    def sigmoid_(x):
+        return one / (one + exp_c(-x))
+
+    def tanh_(x):
+        e = exp_c(x + x)
+        t = (e - one) / (e + one)
+        return x if abs(x) < _f32(1e-4) else t
+
+    return jit(sigmoid_), jit(tanh_)

@@ -25,18 +25,42 @@ from typing import List, Optional, Sequence, Tuple
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from . import config
 from .errors import ParameterError
-from .gates import compile_gates
+from .gates import compile_gates, compile_gates_f32
 from .linalg import matmul, matmul_tn, prepare_blas
 
 __all__ = ["lstm_forward", "lstm_backward", "LSTMCache", "check_weights", "check_input"]
 
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}  # no nnan/ninf: huge inputs must stay exact
 _JIT = dict(cache=True, fastmath=_FASTMATH, error_model="numpy")  # numpy model: no divide checks, so loops vectorize
-_exp, _sigmoid, _tanh = compile_gates(njit(inline="always", **_JIT))
+_exp64, _sigmoid64, _tanh64 = compile_gates(njit(inline="always", **_JIT))
+_sigmoid32, _tanh32 = compile_gates_f32(njit(inline="always", **_JIT))
+
+
+def _sigmoid(x):
+    """The logistic function in the precision of ``x`` (float32 math for float32 storage)."""
+
+
+def _tanh(x):
+    """tanh in the precision of ``x``."""
+
+
+@overload(_sigmoid, jit_options=_JIT)
+def _sigmoid_typed(x):
+    if x == types.float32:
+        return lambda x: _sigmoid32(x)
+    return lambda x: _sigmoid64(x)
+
+
+@overload(_tanh, jit_options=_JIT)
+def _tanh_typed(x):
+    if x == types.float32:
+        return lambda x: _tanh32(x)
+    return lambda x: _tanh64(x)
 
 
 _ROW_PAD = 16  # elements added to per-step scratch rows so their stride is no multiple of 4 KiB

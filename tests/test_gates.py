@@ -1,0 +1,54 @@
+"""The scalar gate activations (speechlstm.gates) in both precisions, against NumPy in float64."""
+import numpy as np
+import pytest
+from numba import njit
+
+from speechlstm.gates import compile_gates, compile_gates_f32
+
+
+@njit
+def _apply(f, x, out):
+    for i in range(x.size):
+        out[i] = f(x[i])
+
+
+_EXP64, _SIG64, _TANH64 = compile_gates(njit)
+_SIG32, _TANH32 = compile_gates_f32(njit)
+_GRID = np.concatenate([np.linspace(-200, 200, 400_001), [-3e38, -1e-30, 0.0, 1e-30, 3e38]])
+
+
+def _ref_sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow for any x
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("dtype, atol", [(np.float64, 1e-12), (np.float32, 2.5e-7)])
+def test_activations_match_numpy(name, dtype, atol):
+    f = {("sigmoid", np.float64): _SIG64, ("tanh", np.float64): _TANH64,
+         ("sigmoid", np.float32): _SIG32, ("tanh", np.float32): _TANH32}[name, dtype]
+    x = _GRID.astype(dtype)
+    out = np.empty_like(x)
+    _apply(f, x, out)
+    assert out.dtype == dtype and np.isfinite(out).all()
+    xd = x.astype(np.float64)
+    ref = _ref_sigmoid(xd) if name == "sigmoid" else np.tanh(xd)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=atol)
+    # saturated at both ends (sigmoid bottoms out at exp(-clamp), a normal float, never a subnormal)
+    assert out[-1] == 1.0
+    assert (0.0 < out[0] < 1e-17) if name == "sigmoid" else out[0] == -1.0
+
+
+def test_float32_exp_relative_error():
+    from speechlstm.gates import exp_f32
+
+    f = njit(exp_f32)
+    x = np.linspace(-87, 87, 1_000_001).astype(np.float32)
+    out = np.empty_like(x)
+    _apply(f, x, out)
+    rel = np.abs(out / np.exp(x.astype(np.float64)) - 1.0)
+    assert rel.max() < 4e-7
+    # clamped, never inf or zero, past the range
+    big = np.array([-1e30, -500.0, 500.0, 1e30], np.float32)
+    out = np.empty_like(big)
+    _apply(f, big, out)
+    assert np.isfinite(out).all() and (out > 0).all()
