@@ -19,6 +19,7 @@ CMVN_EPS = 1e-5  # floor on the standard deviation in mean/variance normalisatio
 # --- LSTM kernels -----------------------------------------------------------------------------
 WAVEFRONT_MAX_BATCH = 4  # unidirectional inference with batches up to this size pipelines its layers
 WAVEFRONT_CHUNK = 16  # timesteps per pipeline stage of that wavefront
+WORKSPACE_MAX_BYTES = 128 * 2**20  # bytes, largest scratch buffer an LSTM keeps between calls
 
 # --- numerics ---------------------------------------------------------------------------------
 LOG_ZERO = -1e30  # stands for log(0) in log-space recursions; finite so no inf - inf NaNs

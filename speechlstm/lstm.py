@@ -20,6 +20,7 @@ Public functions validate; the ``_``-prefixed kernels trust their inputs.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -33,7 +34,7 @@ from .errors import ParameterError
 from .gates import compile_gates, compile_gates_f32
 from .linalg import matmul, matmul_tn, prepare_blas
 
-__all__ = ["lstm_forward", "lstm_backward", "LSTMCache", "check_weights", "check_input"]
+__all__ = ["lstm_forward", "lstm_backward", "LSTMCache", "Workspace", "check_weights", "check_input"]
 
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}  # no nnan/ninf: huge inputs must stay exact
 _JIT = dict(cache=True, fastmath=_FASTMATH, error_model="numpy")  # numpy model: no divide checks, so loops vectorize
@@ -63,6 +64,7 @@ def _tanh_typed(x):
     return lambda x: _tanh64(x)
 
 
+_ONE = np.float32(1.0)  # a literal 1.0 would be float64 and widen float32 gate arithmetic
 _ROW_PAD = 16  # elements added to per-step scratch rows so their stride is no multiple of 4 KiB
 
 
@@ -77,8 +79,8 @@ def _n_chunks(D: int, B: int) -> int:
 @njit(parallel=True, **_JIT)
 def _forward_layer(gx, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, n_chunks):
     """One layer, all directions.  gx [B,T,D*4H] (projected input + biases), whh [D,4H,H],
-    h0/c0 [D,B,H]; writes y [B,T,D*H], hn/cn [D,B,H]; saves activated gates [D,B,T,4H] and cells
-    [D,B,T,H] when those arrays are non-empty (training)."""
+    h0/c0 [D,B,H]; writes y [B,T,D*H] (every element; zero at padding) and hn/cn [D,B,H]; saves
+    activated gates [D,B,T,4H] and cells [D,B,T,H] when those arrays are non-empty (training)."""
     D = whh.shape[0]
     B = gx.shape[0]
     G = gx.shape[2] // D
@@ -160,6 +162,9 @@ def _forward_layer(gx, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, n_chun
             for j in range(H):
                 hn[d, b0 + bi, j] = h[bi, j]
                 cn[d, b0 + bi, j] = c[bi, j]
+            for t in range(lengths[b0 + bi], y.shape[1]):  # padding reads as zeros (y may be reused scratch)
+                for j in range(H):
+                    y[b0 + bi, t, off + j] = 0.0
 
 
 @njit(parallel=True, **_JIT)
@@ -221,7 +226,8 @@ def _forward_wavefront(x, w0_t, wr_t, whh_t, bias, lengths, h, c, ys, chunk):
 @njit(parallel=True, **_JIT)
 def _backward_layer(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, dh0, dc0, n_chunks):
     """Backward through time of one layer.  whh [D,4H,H]; dy [B,T,D*H]; dhn/dcn [D,B,H].
-    Writes gate pre-activation gradients dg [B,T,D*4H] (zero at padding) and dh0/dc0 [D,B,H]."""
+    Writes gate pre-activation gradients dg [B,T,D*4H] (every element; zero at padding) and
+    dh0/dc0 [D,B,H]."""
     D, B, T, G = gates_s.shape
     H = G // 4
     for task in prange(D * n_chunks):
@@ -269,11 +275,11 @@ def _backward_layer(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, dh0, d
                     og = gs[3 * H + j]
                     tc = _tanh(cs[j])
                     dhj = dhb[j] + dyb[off + j]
-                    dcc = dcb[j] + dhj * og * (1.0 - tc * tc)
-                    row[j] = dcc * gg * ig * (1.0 - ig)
-                    row[H + j] = dcc * cprev[j] * fg * (1.0 - fg)
-                    row[2 * H + j] = dcc * ig * (1.0 - gg * gg)
-                    row[3 * H + j] = dhj * tc * og * (1.0 - og)
+                    dcc = dcb[j] + dhj * og * (_ONE - tc * tc)
+                    row[j] = dcc * gg * ig * (_ONE - ig)
+                    row[H + j] = dcc * cprev[j] * fg * (_ONE - fg)
+                    row[2 * H + j] = dcc * ig * (_ONE - gg * gg)
+                    row[3 * H + j] = dhj * tc * og * (_ONE - og)
                     dcb[j] = dcc * fg
                 for j in range(G):
                     out[j] = row[j]
@@ -286,6 +292,9 @@ def _backward_layer(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, dh0, d
             for j in range(H):
                 dh0[d, b0 + bi, j] = dh[bi, j]
                 dc0[d, b0 + bi, j] = dc[bi, j]
+            for t in range(lengths[b0 + bi], T):  # zero at padding (dg may be reused scratch)
+                for j in range(G):
+                    dg[b0 + bi, t, d * G + j] = 0.0
 
 
 @njit(parallel=True, cache=True)
@@ -307,6 +316,39 @@ def _previous_h(y, h0, lengths, d, H, out):
 # ------------------------------------------------------------------------------------------------
 # public API
 # ------------------------------------------------------------------------------------------------
+class Workspace:
+    """Scratch arrays kept between calls, one set per thread.
+
+    A fresh multi-megabyte array is page-faulted in by the kernel that first writes it (about
+    0.1 ms per MB here); a layer or a model that runs again and again passes the same workspace
+    to :func:`lstm_forward` / :func:`lstm_backward` and pays that once.  A buffer grows to the
+    largest shape asked of it (up to ``config.WORKSPACE_MAX_BYTES``; larger requests get a fresh
+    array) and is handed out as a view of its first elements.
+    """
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def array(self, name: str, shape, dtype) -> np.ndarray:
+        """An uninitialised array of ``shape`` and ``dtype``, the same memory each call for ``name``."""
+        n = int(np.prod(shape))
+        if n * np.dtype(dtype).itemsize > config.WORKSPACE_MAX_BYTES:
+            return np.empty(shape, dtype)  # not kept: a one-off long input must not pin its memory
+        pool = self._local.__dict__.setdefault("pool", {})
+        buf = pool.get(name)
+        if buf is None or buf.size < n or buf.dtype != dtype:
+            buf = pool[name] = np.empty(n, dtype)
+        return buf[:n].reshape(shape)
+
+    def clear(self) -> None:
+        """Drop this thread's buffers."""
+        self._local.__dict__.pop("pool", None)
+
+
+def _scratch(workspace: Optional[Workspace], name: str, shape, dtype) -> np.ndarray:
+    return np.empty(shape, dtype) if workspace is None else workspace.array(name, shape, dtype)
+
+
 Weights = Sequence[Sequence[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]
 
 
@@ -409,6 +451,7 @@ def lstm_forward(
     h0=None,
     c0=None,
     training: bool = False,
+    workspace: Optional[Workspace] = None,
 ):
     """Multi-layer, uni- or bidirectional LSTM over a padded batch.
 
@@ -424,6 +467,9 @@ def lstm_forward(
         initial states (default zeros), index ``l*D + d`` as in PyTorch.
     training : bool
         keep what :func:`lstm_backward` needs.
+    workspace : Workspace or None
+        reuse its buffers for the temporaries and, when training, for the arrays the cache holds:
+        the next training call with the same workspace overwrites that cache.  ``y`` is always new.
 
     Returns
     -------
@@ -453,12 +499,13 @@ def lstm_forward(
         # one GEMM projects every timestep for both directions: [B*T, I] @ [I, D*4H]
         w_cat = np.concatenate([weights[l][d][0] for d in range(D)]) if D > 1 else weights[l][0][0]
         bias = np.concatenate([weights[l][d][2] + weights[l][d][3] for d in range(D)])
-        gx = np.empty((B, T, D * 4 * H), dtype)
+        gx = _scratch(workspace, "gx", (B, T, D * 4 * H), dtype)
         _project(inp.reshape(B * T, -1), w_cat, bias, gx.reshape(B * T, D * 4 * H))
         whh = np.ascontiguousarray(np.stack([weights[l][d][1] for d in range(D)]))
-        y = np.zeros((B, T, D * H), dtype)
-        gates = np.empty((D, B, T, 4 * H), dtype) if training else empty
-        cells = np.empty((D, B, T, H), dtype) if training else empty
+        mode = "train" if training else "eval"  # an inference call never overwrites a pending cache
+        y = np.empty((B, T, D * H), dtype) if l == L - 1 else _scratch(workspace, f"{mode}/y{l}", (B, T, D * H), dtype)
+        gates = _scratch(workspace, f"train/gates{l}", (D, B, T, 4 * H), dtype) if training else empty
+        cells = _scratch(workspace, f"train/cells{l}", (D, B, T, H), dtype) if training else empty
         sl = slice(l * D, (l + 1) * D)
         _forward_layer(gx, whh, lens, h0[sl], c0[sl], y, hn[sl], cn[sl], gates, cells, n_chunks)
         if training:
@@ -485,7 +532,8 @@ def _wavefront_forward(x, weights, lens, h0, c0):
     return ys[L - 1], (h, c), None
 
 
-def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn=None):
+def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn=None,
+                  workspace: Optional[Workspace] = None):
     """Backward through time.
 
     Parameters
@@ -496,6 +544,8 @@ def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn
         from ``lstm_forward(..., training=True)``.
     grad_hn, grad_cn : np.ndarray [shape=(L*D, B, H)] or None
         gradients with respect to the final states.
+    workspace : Workspace or None
+        reuse its buffers for the temporaries (the returned arrays are always new).
 
     Returns
     -------
@@ -526,7 +576,7 @@ def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn
     for l in range(L - 1, -1, -1):
         sl = slice(l * D, (l + 1) * D)
         whh = np.ascontiguousarray(np.stack([cache.weights[l][d][1] for d in range(D)]))
-        dg = np.zeros((B, T, D * 4 * H), dtype)
+        dg = _scratch(workspace, "dg", (B, T, D * 4 * H), dtype)
         _backward_layer(cache.gates[l], cache.cells[l], cache.c0[sl], whh, lens, dy, dhn[sl], dcn[sl],
                         dg, dh0[sl], dc0[sl], n_chunks)
         inp = cache.inputs[l]
@@ -537,8 +587,8 @@ def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn
         dw_ih_all = matmul_tn(dg2d, inp.reshape(B * T, I))
         db_all = dg2d.sum(axis=0)
         w_cat = np.concatenate([cache.weights[l][d][0] for d in range(D)]) if D > 1 else cache.weights[l][0][0]
-        dx = matmul(dg2d, w_cat)
-        hprev = np.empty((B, T, H), dtype)
+        dx = matmul(dg2d, w_cat, out=None if l == 0 else _scratch(workspace, f"dx{l % 2}", (B * T, I), dtype))
+        hprev = _scratch(workspace, "hprev", (B, T, H), dtype)
         layer_grads = []
         for d in range(D):
             _previous_h(cache.outputs[l], cache.h0[sl], lens, d, H, hprev)

@@ -93,6 +93,7 @@ class LSTM(_Module):
         self.training = True
         self.device = "cpu"
         self._cache = None
+        self._workspace = _lstm.Workspace()  # CPU scratch reused call to call (see lstm.Workspace)
         self.grad_state = None
 
     def to(self, device: str) -> "LSTM":
@@ -144,12 +145,13 @@ class LSTM(_Module):
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise ParameterError(f"x must be [B, T, {self.input_size}], got shape {x.shape}")
         h0, c0 = (None, None) if state is None else state
+        extra = {}
         if self.device == "cuda":
             from .gpu_lstm import gpu_lstm_forward as forward
         else:
-            forward = _lstm.lstm_forward
+            forward, extra = _lstm.lstm_forward, {"workspace": self._workspace}
         y, (hn, cn), cache = forward(x.astype(self.dtype, copy=False), self.weights(), lengths=lengths,
-                                     h0=h0, c0=c0, training=self.training)
+                                     h0=h0, c0=c0, training=self.training, **extra)
         self._cache = cache
         return y, (hn, cn)
 
@@ -165,11 +167,12 @@ class LSTM(_Module):
         if self._cache is None:
             raise ParameterError("LSTM.backward needs a forward pass in training mode first")
         ghn, gcn = (None, None) if grad_state is None else grad_state
+        extra = {}
         if isinstance(self._cache, _lstm.LSTMCache):
-            backward = _lstm.lstm_backward
+            backward, extra = _lstm.lstm_backward, {"workspace": self._workspace}
         else:
             from .gpu_lstm import gpu_lstm_backward as backward
-        gx, gw, self.grad_state = backward(grad_y, self._cache, grad_hn=ghn, grad_cn=gcn)
+        gx, gw, self.grad_state = backward(grad_y, self._cache, grad_hn=ghn, grad_cn=gcn, **extra)
         for l in range(self.num_layers):
             for d in range(self.num_directions):
                 for n, g in zip(self._names(l, d), gw[l][d]):

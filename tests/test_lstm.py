@@ -3,7 +3,7 @@ import pytest
 
 import naive
 from speechlstm import ParameterError
-from speechlstm.lstm import lstm_backward, lstm_forward
+from speechlstm.lstm import Workspace, lstm_backward, lstm_forward
 from speechlstm.nn import LSTM
 
 CASES = [  # B, T, I, H, layers, bidirectional
@@ -115,6 +115,38 @@ def test_padding_never_leaks(bi):
     assert np.array_equal(gx, gx2)
     for b, L in enumerate(lens):
         assert not gx[b, L:].any()
+
+
+@pytest.mark.parametrize("bi", [False, True])
+def test_workspace_reuse_equals_fresh_arrays(bi):
+    """Reused (dirty) scratch gives bit-identical results, padding included, whatever the order
+    of shapes; an inference call between a training forward and its backward leaves the cache intact."""
+    rng = np.random.default_rng(8)
+    ws = Workspace()
+    shapes = [(3, 12, 12), (5, 7, 1), (2, 12, 3)]  # B, T, shortest length: grow, shrink with padding
+    W, *_ = _inputs(rng, 1, 1, 5, 6, 3, bi, np.float32)
+    for B, T, min_len in shapes:
+        x = (rng.standard_normal((B, T, 5)) * 3).astype(np.float32)
+        lens = rng.integers(min_len, T + 1, B)
+        lens[-1] = 0 if B > 2 else lens[-1]
+        ref_y, ref_state, ref_cache = lstm_forward(x, W, lengths=lens, training=True)
+        y, state, cache = lstm_forward(x, W, lengths=lens, training=True, workspace=ws)
+        # an inference pass with the same workspace in between must not touch the training cache
+        y_eval, _, _ = lstm_forward(x[::-1].copy(), W, lengths=lens[::-1].copy(), workspace=ws)
+        assert np.array_equal(y, ref_y) and all(np.array_equal(a, b) for a, b in zip(state, ref_state))
+        gy = rng.standard_normal(y.shape).astype(np.float32)
+        ref = lstm_backward(gy, ref_cache)
+        got = lstm_backward(gy, cache, workspace=ws)
+        assert np.array_equal(got[0], ref[0])
+        for lw, lr in zip(got[1], ref[1]):
+            for dw, dr in zip(lw, lr):
+                for a, b in zip(dw, dr):
+                    assert np.array_equal(a, b)
+        assert all(np.array_equal(a, b) for a, b in zip(got[2], ref[2]))
+        ref_eval, _, _ = lstm_forward(x[::-1].copy(), W, lengths=lens[::-1].copy())
+        assert np.array_equal(y_eval, ref_eval)
+    # the buffers were really reused (same memory, any shape that fits)
+    assert np.shares_memory(ws.array("gx", (4,), np.float32), ws.array("gx", (2, 2), np.float32))
 
 
 def test_streaming_equals_whole():
