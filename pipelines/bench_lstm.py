@@ -50,10 +50,10 @@ def run(threads, repeats, only=None):
                 (y * gt).sum().backward()
                 opt_t.step()
 
-            def ours_fn():
+            def ours_fn():  # the same work: x has no requires_grad in torch_fn, so no input gradient here
                 ours.zero_grad()
                 ours.forward(x)
-                ours.backward(g)
+                ours.backward(g, input_grad=False)
                 opt.step(ours.grads)
             ours.train()
         else:

@@ -533,7 +533,7 @@ def _wavefront_forward(x, weights, lens, h0, c0):
 
 
 def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn=None,
-                  workspace: Optional[Workspace] = None):
+                  input_grad: bool = True, workspace: Optional[Workspace] = None):
     """Backward through time.
 
     Parameters
@@ -544,12 +544,15 @@ def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn
         from ``lstm_forward(..., training=True)``.
     grad_hn, grad_cn : np.ndarray [shape=(L*D, B, H)] or None
         gradients with respect to the final states.
+    input_grad : bool
+        compute ``grad_x``; ``False`` skips the first layer's ``dgates @ W_ih`` GEMM (the input
+        of an acoustic model is features, which need no gradient) and returns ``None`` for it.
     workspace : Workspace or None
         reuse its buffers for the temporaries (the returned arrays are always new).
 
     Returns
     -------
-    grad_x : np.ndarray [shape=(B, T, I)]
+    grad_x : np.ndarray [shape=(B, T, I)] or None
     grad_weights : same nesting as ``weights``: (dw_ih, dw_hh, db_ih, db_hh)
     (grad_h0, grad_c0) : np.ndarray [shape=(L*D, B, H)] each
     """
@@ -587,7 +590,10 @@ def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn
         dw_ih_all = matmul_tn(dg2d, inp.reshape(B * T, I))
         db_all = dg2d.sum(axis=0)
         w_cat = np.concatenate([cache.weights[l][d][0] for d in range(D)]) if D > 1 else cache.weights[l][0][0]
-        dx = matmul(dg2d, w_cat, out=None if l == 0 else _scratch(workspace, f"dx{l % 2}", (B * T, I), dtype))
+        if l > 0:
+            dx = matmul(dg2d, w_cat, out=_scratch(workspace, f"dx{l % 2}", (B * T, I), dtype))
+        else:
+            dx = matmul(dg2d, w_cat) if input_grad else None
         hprev = _scratch(workspace, "hprev", (B, T, H), dtype)
         layer_grads = []
         for d in range(D):
@@ -597,5 +603,5 @@ def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn
             db = db_all[d * G : (d + 1) * G]
             layer_grads.append((dw_ih_all[d * G : (d + 1) * G], dw_hh, db, db.copy()))
         grads[l] = layer_grads
-        dy = dx.reshape(B, T, I)
+        dy = None if dx is None else dx.reshape(B, T, I)
     return dy, grads, (dh0, dc0)

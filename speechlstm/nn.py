@@ -157,19 +157,22 @@ class LSTM(_Module):
 
     __call__ = forward
 
-    def backward(self, grad_y, grad_state=None):
+    def backward(self, grad_y, grad_state=None, *, input_grad=True):
         """Backpropagate; fills ``self.grads`` (accumulating) and ``self.grad_state = (dh0, dc0)``.
+
+        ``input_grad=False`` skips the gradient of the input (like a PyTorch input without
+        ``requires_grad``) and returns ``None``.
 
         Returns
         -------
-        grad_x : np.ndarray [shape=(B, T, input_size)]
+        grad_x : np.ndarray [shape=(B, T, input_size)] or None
         """
         if self._cache is None:
             raise ParameterError("LSTM.backward needs a forward pass in training mode first")
         ghn, gcn = (None, None) if grad_state is None else grad_state
         extra = {}
         if isinstance(self._cache, _lstm.LSTMCache):
-            backward, extra = _lstm.lstm_backward, {"workspace": self._workspace}
+            backward, extra = _lstm.lstm_backward, {"workspace": self._workspace, "input_grad": input_grad}
         else:
             from .gpu_lstm import gpu_lstm_backward as backward
         gx, gw, self.grad_state = backward(grad_y, self._cache, grad_hn=ghn, grad_cn=gcn, **extra)
@@ -177,7 +180,7 @@ class LSTM(_Module):
             for d in range(self.num_directions):
                 for n, g in zip(self._names(l, d), gw[l][d]):
                     self.grads[n] += g
-        return gx
+        return gx if input_grad else None
 
     def stream(self):
         """A streaming runner: ``runner(chunk) -> y_chunk`` carrying (h, c) across chunks."""
@@ -324,8 +327,10 @@ class AcousticModel(_Module):
         z, st = self.forward(x, lengths, state)
         return log_softmax(z), st
 
-    def backward(self, grad_logits):
-        return self.lstm.backward(self.fc.backward(grad_logits))
+    def backward(self, grad_logits, *, input_grad=True):
+        """Gradients of every parameter into ``grads``; returns the features' gradient (or ``None``
+        with ``input_grad=False``, which training uses: features need none)."""
+        return self.lstm.backward(self.fc.backward(grad_logits), input_grad=input_grad)
 
 
 class Adam:

@@ -344,7 +344,7 @@ class Trainer:
                 loss, grad = ctc_loss(logits, Y, il, tl)
                 finite = np.isfinite(loss)
                 B = len(bidx)
-                model.backward(grad / B)
+                model.backward(grad / B, input_grad=False)
                 clip_grad_norm(model.grads, c.clip)
                 opt.step(model.grads, lr=self._lr(state["step"], epoch))
                 state["step"] += 1

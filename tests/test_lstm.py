@@ -149,6 +149,23 @@ def test_workspace_reuse_equals_fresh_arrays(bi):
     assert np.shares_memory(ws.array("gx", (4,), np.float32), ws.array("gx", (2, 2), np.float32))
 
 
+def test_backward_without_input_grad():
+    rng = np.random.default_rng(9)
+    layer = LSTM(5, 4, num_layers=2, bidirectional=True, seed=1)
+    x = rng.standard_normal((3, 6, 5)).astype(np.float32)
+    gy = rng.standard_normal((3, 6, 8)).astype(np.float32)
+    layer.forward(x, lengths=[6, 2, 4])
+    gx = layer.backward(gy)
+    full = {k: v.copy() for k, v in layer.grads.items()}
+    state = layer.grad_state
+    layer.zero_grad()
+    layer.forward(x, lengths=[6, 2, 4])
+    assert gx is not None and layer.backward(gy, input_grad=False) is None
+    for k, v in full.items():
+        assert np.array_equal(layer.grads[k], v), k
+    assert all(np.array_equal(a, b) for a, b in zip(layer.grad_state, state))
+
+
 def test_streaming_equals_whole():
     rng = np.random.default_rng(5)
     layer = LSTM(6, 8, num_layers=2, seed=0).eval()
