@@ -110,14 +110,17 @@ def _forward_layer(gx, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, n_chun
         w = whh[d]
         off = d * H
         for s in range(tmax):
-            # W_hh @ h.T: BLAS then packs the small operand, not the weight (2-2.5x faster at B=32)
-            for bi in range(nb):
-                for k in range(H):
-                    h_t[k, bi] = h[bi, k]
-            np.dot(w, h_t, acc_t)
-            for j in range(G):
+            if nb == 1:  # one sequence: a GEMV straight into the gate row, nothing to transpose
+                np.dot(w, h[0], acc[0, :G])
+            else:
+                # W_hh @ h.T: BLAS then packs the small operand, not the weight (2-2.5x faster at B=32)
                 for bi in range(nb):
-                    acc[bi, j] = acc_t[j, bi]
+                    for k in range(H):
+                        h_t[k, bi] = h[bi, k]
+                np.dot(w, h_t, acc_t)
+                for j in range(G):
+                    for bi in range(nb):
+                        acc[bi, j] = acc_t[j, bi]
             for bi in range(nb):
                 b = b0 + bi
                 L = lengths[b]
@@ -202,7 +205,10 @@ def _forward_wavefront(x, w0_t, wr_t, whh_t, bias, lengths, h, c, ys, chunk):
             w = whh_t[l]
             for s in range(n):
                 t = t0 + s
-                np.dot(hl, w, acc)
+                if B == 1:
+                    np.dot(hl[0], w, acc[0])  # a GEMV: no packing of the weight as a GEMM would
+                else:
+                    np.dot(hl, w, acc)
                 for b in range(B):
                     if t >= lengths[b]:
                         continue
