@@ -21,7 +21,7 @@ SCENARIOS = {
 }
 
 
-def run(threads, repeats, only=None):
+def run(threads, repeats, only=None, rounds=3):
     import numba
     import torch
 
@@ -66,7 +66,7 @@ def run(threads, repeats, only=None):
             ours.eval()
         # alternate the two so machine noise hits both alike
         t_t, t_o = [], []
-        for _ in range(3):
+        for _ in range(rounds):
             t_t.append(median_time(torch_fn, repeats))
             t_o.append(median_time(ours_fn, repeats))
         tt, to = statistics.median(t_t), statistics.median(t_o)
@@ -79,14 +79,15 @@ def run(threads, repeats, only=None):
 @click.command()
 @click.option("--threads", default=2, show_default=True, help="Threads for both libraries.")
 @click.option("--repeats", default=7, show_default=True, help="Timed runs per median.")
+@click.option("--rounds", default=3, show_default=True, help="Alternating rounds (PyTorch, then ours) per scenario.")
 @click.option("--only", multiple=True, help="Scenario(s) to run (R1, R2, R3).")
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the rows as JSON.")
-def main(threads, repeats, only, json_out):
+def main(threads, repeats, rounds, only, json_out):
     import torch
 
-    rows = run(threads, repeats, only)
+    rows = run(threads, repeats, only, rounds)
     print(f"threads={threads}  torch={torch.__version__}  cpu_count={os.cpu_count()}  "
-          f"(median of {repeats} runs, median of 3 alternating rounds)")
+          f"(median of {repeats} runs, median of {rounds} alternating rounds)")
     print("| scenario | shape | speechlstm ms | PyTorch ms | ratio |")
     print("|---|---|---:|---:|---:|")
     for r in rows:
