@@ -11,10 +11,15 @@ Layout of the work, per layer:
    (``x [B·T, I] @ W_ih.T``, biases folded in);
 2. the recurrence runs in a Numba kernel, parallel over (direction × batch chunk) tasks; each task
    owns its state and scratch buffers, so nothing races.  Per step it does one small GEMM
-   (``h @ W_hh.T``, single-threaded BLAS) and one fused, vectorized gate loop.  The reverse
-   direction walks each sequence from its own last valid frame, so padding never leaks anywhere;
+   (``W_hh @ h.T``, single-threaded BLAS; a GEMV for a single sequence) and one fused,
+   vectorized gate loop, in float32 arithmetic for float32 storage (``gates.compile_gates_f32``).
+   The reverse direction walks each sequence from its own last valid frame, so padding never
+   leaks anywhere;
 3. backward through time mirrors it: the kernel only carries ``dh``/``dc`` through the recurrence
    (one ``dgates @ W_hh`` per step); every weight gradient is then one GEMM over all timesteps.
+
+Large temporaries can come from a :class:`Workspace` that outlives the call (``nn.LSTM`` keeps
+one), so a training loop does not page-fault tens of megabytes in anew every step.
 
 Public functions validate; the ``_``-prefixed kernels trust their inputs.
 """
