@@ -9,7 +9,9 @@ Splits
 ------
 * Speech Commands v0.02 (``speech_commands_v2_half``): speakers split by a salted hash
   (:func:`speechlstm.data.split_by_speaker`): 25 % test, 10 % dev, 65 % train.
-* FSDD: speaker ``george`` is held out for test; the other three train (their takes 45–49 are dev).
+* FSDD: speaker ``george`` is held out for test; the other three train (with ``--dev mixed``, the
+  default, their takes 45–49 are dev; with ``--dev heldout`` they train and dev is only the
+  held-out Speech Commands speakers).
 * ``speech_commands_sample`` (v0.01, speakers disjoint from v0.02): test only.
 * Synthetic: training voices never use the espeak-ng accents ``en-029`` and ``en-us-nyc`` nor the
   flite voice ``rms``; the synthetic test set uses only those.
@@ -112,13 +114,17 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum):
               help="Share of augmented copies whose speech onset is clipped (tightly trimmed corpora).")
 @click.option("--trim-max", default=0.08, show_default=True, help="Longest onset clip (s).")
 @click.option("--p-hum", default=0.0, show_default=True, help="Share of augmented copies given tonal hum.")
+@click.option("--dev", "dev_mode", type=click.Choice(["mixed", "heldout"]), default="mixed", show_default=True,
+              help="mixed: dev = held-out Speech Commands speakers + FSDD takes 45-49 of the training speakers + "
+                   "200 synthetic renders (how the shipped model was chosen); heldout: dev = only the Speech "
+                   "Commands speakers held out of training, the other two parts train.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--run-name", default="", help="Run folder under --work (default: bi or uni).")
 @click.option("--workers", default=2, show_default=True)
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
-def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, fmax, p_telephone, p_trim, trim_max, p_hum, seed,
-         run_name, workers, export_name):
+def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, fmax, p_telephone, p_trim, trim_max, p_hum,
+         dev_mode, seed, run_name, workers, export_name):
     from speechlstm.train import TrainConfig, Trainer
 
     t_start = time.time()
@@ -138,8 +144,12 @@ def main(data_root, work, epochs, hidden, layers, unidirectional, singles, seque
     dev_idx = set(rng.choice(len(syn_train), min(200, len(syn_train) // 10), replace=False).tolist())
     syn_dev = [r for i, r in enumerate(syn_train) if i in dev_idx]
     syn_train = [r for i, r in enumerate(syn_train) if i not in dev_idx]
-    m["train"] = write_manifest(syn_train + sc["train"] + fsdd_train + noise_only, os.path.join(work, "train.jsonl"))
-    m["dev"] = write_manifest(sc["dev"] + fsdd_dev + syn_dev, os.path.join(work, "dev.jsonl"))
+    if dev_mode == "heldout":  # select only on speakers training never hears
+        train_rows, dev_rows, sfx = syn_train + syn_dev + sc["train"] + fsdd_train + fsdd_dev + noise_only, sc["dev"], "-heldout"
+    else:
+        train_rows, dev_rows, sfx = syn_train + sc["train"] + fsdd_train + noise_only, sc["dev"] + fsdd_dev + syn_dev, ""
+    m["train"] = write_manifest(train_rows, os.path.join(work, f"train{sfx}.jsonl"))
+    m["dev"] = write_manifest(dev_rows, os.path.join(work, f"dev{sfx}.jsonl"))
     m["test_sc"] = write_manifest(sc["test"], os.path.join(work, "test_sc_v2.jsonl"))
     m["test_sample"] = write_manifest(sample, os.path.join(work, "test_sc_sample.jsonl"))
     m["test_fsdd"] = write_manifest(fsdd_test, os.path.join(work, "test_fsdd.jsonl"))
