@@ -31,14 +31,21 @@ def prepare_blas() -> None:
 
 
 @njit(parallel=True, cache=True)
-def _matmul_rows(a, b, bias, out, n_blocks):
-    """out = a @ b + bias, parallel over row blocks; bias [N] or empty (nothing added)."""
+def _matmul_rows(a, b, bias, out, n_blocks, accumulate):
+    """out (+)= a @ b + bias, parallel over row blocks; bias [N] or empty (nothing added)."""
     n = a.shape[0]
     for k in prange(n_blocks):
         s = k * n // n_blocks
         e = (k + 1) * n // n_blocks
         if e > s:
-            np.dot(a[s:e], b, out[s:e])
+            if accumulate:  # BLAS here cannot add into out (no beta), so through a task-local block
+                tmp = np.empty((e - s, out.shape[1]), out.dtype)
+                np.dot(a[s:e], b, tmp)
+                for i in range(s, e):
+                    for j in range(out.shape[1]):
+                        out[i, j] += tmp[i - s, j]
+            else:
+                np.dot(a[s:e], b, out[s:e])
             for i in range(s, e):  # while the block is still in cache
                 for j in range(bias.shape[0]):
                     out[i, j] += bias[j]
@@ -60,15 +67,19 @@ def _blocks(n_rows: int, min_rows: int = 64) -> int:
     return max(1, min(numba.get_num_threads(), n_rows // min_rows))
 
 
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, bias: np.ndarray | None = None) -> np.ndarray:
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, bias: np.ndarray | None = None,
+           accumulate: bool = False) -> np.ndarray:
     """``a @ b (+ bias)`` for 2-D arrays, parallel over row blocks of ``a`` (``a`` must be
     C-contiguous; ``b`` C- or F-contiguous, e.g. a transposed weight; ``bias`` [N] is added to
-    every row inside the same task)."""
+    every row inside the same task).  ``accumulate=True`` adds the product to ``out`` instead
+    of overwriting it."""
     prepare_blas()
     a = np.ascontiguousarray(a)
     if not (b.flags.c_contiguous or b.flags.f_contiguous):
         b = np.ascontiguousarray(b)
     if out is None:
+        if accumulate:
+            raise ParameterError("accumulate=True needs out")
         out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
     if bias is None:
         bias = np.zeros(0, out.dtype)
@@ -76,7 +87,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, bias: np
         raise ParameterError(f"bias must have shape {(out.shape[1],)}, got {np.shape(bias)}")
     if a.shape[0] == 0:
         return out
-    _matmul_rows(a, b, np.ascontiguousarray(bias, out.dtype), out, _blocks(a.shape[0]))
+    _matmul_rows(a, b, np.ascontiguousarray(bias, out.dtype), out, _blocks(a.shape[0]), bool(accumulate))
     return out
 
 

@@ -237,7 +237,7 @@ def _forward_wavefront(x, w0_t, wr_t, whh_t, bias, lengths, h, c, ys, chunk):
 @njit(parallel=True, **_JIT)
 def _backward_layer(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, dh0, dc0, n_chunks):
     """Backward through time of one layer.  whh [D,4H,H]; dy [B,T,D*H]; dhn/dcn [D,B,H].
-    Writes gate pre-activation gradients dg [B,T,D*4H] (every element; zero at padding) and
+    Writes gate pre-activation gradients dg [D,B,T,4H] (every element; zero at padding) and
     dh0/dc0 [D,B,H]."""
     D, B, T, G = gates_s.shape
     H = G // 4
@@ -278,7 +278,7 @@ def _backward_layer(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, dh0, d
                 dyb = dy[b, t]
                 dhb = dh[bi]
                 dcb = dc[bi]
-                out = dg[b, t, d * G : (d + 1) * G]
+                out = dg[d, b, t]
                 for j in range(H):
                     ig = gs[j]
                     fg = gs[H + j]
@@ -305,7 +305,7 @@ def _backward_layer(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, dh0, d
                 dc0[d, b0 + bi, j] = dc[bi, j]
             for t in range(lengths[b0 + bi], T):  # zero at padding (dg may be reused scratch)
                 for j in range(G):
-                    dg[b0 + bi, t, d * G + j] = 0.0
+                    dg[d, b0 + bi, t, j] = 0.0
 
 
 @njit(parallel=True, cache=True)
@@ -590,29 +590,28 @@ def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn
     for l in range(L - 1, -1, -1):
         sl = slice(l * D, (l + 1) * D)
         whh = np.ascontiguousarray(np.stack([cache.weights[l][d][1] for d in range(D)]))
-        dg = _scratch(workspace, "dg", (B, T, D * 4 * H), dtype)
+        dg = _scratch(workspace, "dg", (D, B, T, 4 * H), dtype)  # one contiguous block per direction
         _backward_layer(cache.gates[l], cache.cells[l], cache.c0[sl], whh, lens, dy, dhn[sl], dcn[sl],
                         dg, dh0[sl], dc0[sl], n_chunks)
         inp = cache.inputs[l]
         I = inp.shape[2]
         G = 4 * H
-        dg2d = dg.reshape(B * T, D * G)
-        # both directions at once: one GEMM for dW_ih, one for dx
-        dw_ih_all = matmul_tn(dg2d, inp.reshape(B * T, I))
-        db_all = dg2d.sum(axis=0)
-        w_cat = np.concatenate([cache.weights[l][d][0] for d in range(D)]) if D > 1 else cache.weights[l][0][0]
-        if l > 0:
-            dx = matmul(dg2d, w_cat, out=_scratch(workspace, f"dx{l % 2}", (B * T, I), dtype))
+        inp2d = inp.reshape(B * T, I)
+        if l > 0 or input_grad:
+            dx = _scratch(workspace, f"dx{l % 2}", (B * T, I), dtype) if l > 0 else np.empty((B * T, I), dtype)
         else:
-            dx = matmul(dg2d, w_cat) if input_grad else None
+            dx = None
         hprev = _scratch(workspace, "hprev", (B, T, H), dtype)
         layer_grads = []
         for d in range(D):
+            dg_d = dg[d].reshape(B * T, G)
+            if dx is not None:  # dx = sum over directions of dgates_d @ W_ih_d
+                matmul(dg_d, cache.weights[l][d][0], out=dx, accumulate=d > 0)
+            dw_ih = matmul_tn(dg_d, inp2d)
             _previous_h(cache.outputs[l], cache.h0[sl], lens, d, H, hprev)
-            dg_d = dg2d if D == 1 else np.ascontiguousarray(dg2d[:, d * G : (d + 1) * G])
             dw_hh = matmul_tn(dg_d, hprev.reshape(B * T, H))
-            db = db_all[d * G : (d + 1) * G]
-            layer_grads.append((dw_ih_all[d * G : (d + 1) * G], dw_hh, db, db.copy()))
+            db = dg_d.sum(axis=0)
+            layer_grads.append((dw_ih, dw_hh, db, db.copy()))
         grads[l] = layer_grads
         dy = None if dx is None else dx.reshape(B, T, I)
     return dy, grads, (dh0, dc0)
