@@ -5,8 +5,8 @@ The activations are branch-free, so LLVM vectorizes the fused gate loops (no SVM
 * float64 (and the CUDA kernels, whatever the storage type): ``exp`` is a degree-12 Taylor
   polynomial of x/64 raised to the 64th power by six squarings, with arguments clamped to ±40
   (relative error < 1e-10, no overflow, so no NaN/inf for any finite input).
-* float32 on the CPU (:func:`compile_gates_f32`): every operation stays in float32, so a vector
-  register holds twice the lanes and the divisions are cheap.  ``exp`` reduces the argument by
+* float32 on the CPU (``compile_gates(jit, "float32")``): every operation stays in float32, so
+  a vector register holds twice the lanes and the divisions are cheap.  ``exp`` reduces the argument by
   multiples of ln 2 (Cody-Waite, two-part constant), evaluates a degree-6 polynomial on
   |r| <= ln2/2 and scales by 2**n built from the exponent bits; arguments are clamped to ±87, so
   2**n stays a normal float.  Relative error < 4e-7 (about 3 ulp) over the whole range.
@@ -45,24 +45,6 @@ def exp_clamped(z):
     return p * p
 
 
-def compile_gates(jit):
-    """Compile the three functions with ``jit`` (``numba.njit`` or ``numba.cuda.jit(device=True)``).
-
-    Returns ``(exp_clamped, sigmoid, tanh)``, each calling the compiled ``exp_clamped``.
-    """
-    exp_c = jit(exp_clamped)
-
-    def sigmoid_(x):
-        return 1.0 / (1.0 + exp_c(-x))
-
-    def tanh_(x):
-        e = exp_c(2.0 * x)
-        t = (e - 1.0) / (e + 1.0)
-        return x if abs(x) < 1e-4 else t
-
-    return exp_c, jit(sigmoid_), jit(tanh_)
-
-
 _f32 = np.float32
 
 
@@ -83,13 +65,19 @@ def exp_f32(z):
     return p * scale.view(np.float32)
 
 
-def compile_gates_f32(jit):
-    """float32 twins of :func:`compile_gates`' sigmoid and tanh for ``numba.njit`` (CPU only).
+def compile_gates(jit, precision: str = "float64"):
+    """Compile exp, sigmoid and tanh with ``jit`` (``numba.njit`` or ``numba.cuda.jit(device=True)``).
 
-    Returns ``(sigmoid, tanh)``; arguments must be float32 scalars.
+    ``precision="float64"`` (what the CUDA kernels and float64 models use) builds them on
+    :func:`exp_clamped`; ``"float32"`` (CPU only, float32 arguments) on :func:`exp_f32`, with every
+    constant a float32 so nothing widens.  Returns ``(exp, sigmoid, tanh)``.
     """
-    exp_c = jit(exp_f32)
-    one = _f32(1.0)
+    if precision == "float32":
+        exp_c, one, small = jit(exp_f32), _f32(1.0), _f32(1e-4)
+    elif precision == "float64":
+        exp_c, one, small = jit(exp_clamped), 1.0, 1e-4
+    else:
+        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
 
     def sigmoid_(x):
         return one / (one + exp_c(-x))
@@ -97,6 +85,6 @@ def compile_gates_f32(jit):
     def tanh_(x):
         e = exp_c(x + x)
         t = (e - one) / (e + one)
-        return x if abs(x) < _f32(1e-4) else t
+        return x if abs(x) < small else t
 
-    return jit(sigmoid_), jit(tanh_)
+    return exp_c, jit(sigmoid_), jit(tanh_)

@@ -12,7 +12,7 @@ Layout of the work, per layer:
 2. the recurrence runs in a Numba kernel, parallel over (direction × batch chunk) tasks; each task
    owns its state and scratch buffers, so nothing races.  Per step it does one small GEMM
    (``W_hh @ h.T``, single-threaded BLAS; a GEMV for a single sequence) and one fused,
-   vectorized gate loop, in float32 arithmetic for float32 storage (``gates.compile_gates_f32``).
+   vectorized gate loop, in float32 arithmetic for float32 storage (``gates.compile_gates``).
    The reverse direction walks each sequence from its own last valid frame, so padding never
    leaks anywhere;
 3. backward through time mirrors it: the kernel only carries ``dh``/``dc`` through the recurrence
@@ -36,15 +36,15 @@ from numba.extending import overload
 
 from . import config
 from .errors import ParameterError
-from .gates import compile_gates, compile_gates_f32
+from .gates import compile_gates
 from .linalg import matmul, matmul_tn, prepare_blas
 
 __all__ = ["lstm_forward", "lstm_backward", "LSTMCache", "Workspace", "check_weights", "check_input"]
 
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}  # no nnan/ninf: huge inputs must stay exact
 _JIT = dict(cache=True, fastmath=_FASTMATH, error_model="numpy")  # numpy model: no divide checks, so loops vectorize
-_exp64, _sigmoid64, _tanh64 = compile_gates(njit(inline="always", **_JIT))
-_sigmoid32, _tanh32 = compile_gates_f32(njit(inline="always", **_JIT))
+_, _sigmoid64, _tanh64 = compile_gates(njit(inline="always", **_JIT))
+_, _sigmoid32, _tanh32 = compile_gates(njit(inline="always", **_JIT), "float32")
 
 
 def _sigmoid(x):
