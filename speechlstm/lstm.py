@@ -597,10 +597,10 @@ def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn
         I = inp.shape[2]
         G = 4 * H
         inp2d = inp.reshape(B * T, I)
-        if l > 0 or input_grad:
-            dx = _scratch(workspace, f"dx{l % 2}", (B * T, I), dtype) if l > 0 else np.empty((B * T, I), dtype)
-        else:
-            dx = None
+        if l > 0:  # consumed by the layer below within this call
+            dx = _scratch(workspace, f"dx{l % 2}", (B * T, I), dtype)
+        else:  # returned to the caller: always a new array
+            dx = np.empty((B * T, I), dtype) if input_grad else None
         hprev = _scratch(workspace, "hprev", (B, T, H), dtype)
         layer_grads = []
         for d in range(D):
