@@ -557,9 +557,10 @@ def gpu_lstm_forward(x, weights, *, lengths=None, h0=None, c0=None, training: bo
     return y_d.copy_to_host().reshape(shape), (hn, cn), cache
 
 
-def gpu_lstm_backward(grad_y, cache: GpuLSTMCache, *, grad_hn=None, grad_cn=None):
+def gpu_lstm_backward(grad_y, cache: GpuLSTMCache, *, grad_hn=None, grad_cn=None, input_grad: bool = True):
     """Backward through time on the GPU; same signature and results as
-    :func:`speechlstm.lstm.lstm_backward` (float32)."""
+    :func:`speechlstm.lstm.lstm_backward` (float32; ``input_grad=False`` skips the first layer's
+    input-gradient GEMM and returns ``None`` for it)."""
     if not isinstance(cache, GpuLSTMCache):
         raise ParameterError("gpu_lstm_backward needs the cache of gpu_lstm_forward(..., training=True)")
     B, T, _ = cache.shape
@@ -609,9 +610,11 @@ def gpu_lstm_backward(grad_y, cache: GpuLSTMCache, *, grad_hn=None, grad_cn=None
         db_all = cuda.device_array(D * G, np.float32)
         grid, tpb = _blocks(D * G)
         _column_sums[grid, tpb](dg2, db_all)
-        w_cat = cuda.to_device(np.concatenate([W[d][0] for d in range(D)]))
-        dx = cuda.device_array((B * T, I), np.float32)
-        _gemm(dg2, w_cat, None, dx, ta=False, tb=False)
+        dx = None
+        if l > 0 or input_grad:
+            w_cat = cuda.to_device(np.concatenate([W[d][0] for d in range(D)]))
+            dx = cuda.device_array((B * T, I), np.float32)
+            _gemm(dg2, w_cat, None, dx, ta=False, tb=False)
         hprev = cuda.device_array((B, T, H), np.float32)
         hgrid, htpb = _blocks(B * T * H)
         dw_ih_h, db_h = dw_ih_all.copy_to_host(), db_all.copy_to_host()
@@ -623,8 +626,8 @@ def gpu_lstm_backward(grad_y, cache: GpuLSTMCache, *, grad_hn=None, grad_cn=None
             db = db_h[d * G:(d + 1) * G]
             layer_grads.append((dw_ih_h[d * G:(d + 1) * G], dw_hh.copy_to_host(), db, db.copy()))
         grads[l] = layer_grads
-        dy = dx.reshape(B, T, I)
-    return dy.copy_to_host(), grads, (dh0, dc0)
+        dy = None if dx is None else dx.reshape(B, T, I)
+    return (None if dy is None else dy.copy_to_host()), grads, (dh0, dc0)
 
 
 def gpu_log_probs(acoustic, x, lengths=None) -> np.ndarray:

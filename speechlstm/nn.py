@@ -172,15 +172,16 @@ class LSTM(_Module):
         ghn, gcn = (None, None) if grad_state is None else grad_state
         extra = {}
         if isinstance(self._cache, _lstm.LSTMCache):
-            backward, extra = _lstm.lstm_backward, {"workspace": self._workspace, "input_grad": input_grad}
+            backward, extra = _lstm.lstm_backward, {"workspace": self._workspace}
         else:
             from .gpu_lstm import gpu_lstm_backward as backward
-        gx, gw, self.grad_state = backward(grad_y, self._cache, grad_hn=ghn, grad_cn=gcn, **extra)
+        gx, gw, self.grad_state = backward(grad_y, self._cache, grad_hn=ghn, grad_cn=gcn, input_grad=input_grad,
+                                           **extra)
         for l in range(self.num_layers):
             for d in range(self.num_directions):
                 for n, g in zip(self._names(l, d), gw[l][d]):
                     self.grads[n] += g
-        return gx if input_grad else None
+        return gx
 
     def stream(self):
         """A streaming runner: ``runner(chunk) -> y_chunk`` carrying (h, c) across chunks."""

@@ -96,6 +96,16 @@ def test_gpu_backward_matches_naive(bi, lstm_kernel):
                 np.testing.assert_allclose(got, ref, **tol)
     for b in range(3):  # padding gets no input gradient
         assert not gx[b, lens[b]:].any()
+    # without the input gradient: None for it, every other gradient the same
+    y, _, cache = gpu_lstm_forward(x, W, lengths=lens, h0=h0, c0=c0, training=True)
+    gx2, gw2, (gh02, gc02) = gpu_lstm_backward(gy, cache, grad_hn=ghn, grad_cn=gcn, input_grad=False)
+    assert gx2 is None
+    np.testing.assert_array_equal(gh02, gh0)
+    np.testing.assert_array_equal(gc02, gc0)
+    for l in range(2):
+        for d in range(D):
+            for got, ref in zip(gw2[l][d], gw[l][d]):
+                np.testing.assert_array_equal(got, ref)
 
 
 def test_gpu_gemm_all_transposes():
