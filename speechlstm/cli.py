@@ -123,6 +123,42 @@ def transcribe(ctx, files, model_name, fmt, output_dir, beam_size, words, words_
 
 
 @main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--model", "model_name", default=None, help="Model name or .npz path (default: the shipped model).")
+@click.option("--words", help="Comma-separated candidate words or phrases (default: the model's vocabulary).")
+@click.option("--words-file", type=click.Path(dir_okay=False), help="File of candidate words.")
+@click.option("--no-silence", is_flag=True, help="Do not consider 'no speech' (_silence_) a candidate.")
+@click.option("--format", "fmt", type=click.Choice(["txt", "json"]), default="txt", show_default=True,
+              help="txt: FILE<TAB>label<TAB>probability; json: one object per line with every score.")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
+@click.pass_context
+def classify(ctx, files, model_name, words, words_file, no_silence, fmt, device):
+    """Say which candidate word each short clip in FILES holds (CTC likelihood of each candidate)."""
+    import json
+
+    from .model import load_model
+
+    model = load_model(model_name, device=device)
+    cands = _read_words(words, words_file)
+    failed = 0
+    for path in files:
+        try:
+            res = model.classify(path, cands, no_speech=not no_silence)
+        except (SpeechLSTMError, OSError, MemoryError) as exc:
+            if ctx.meta.get("speechlstm.debug"):
+                raise
+            failed += 1
+            click.echo(f"speechlstm: error: {error_line(exc, path)}", err=True)
+            continue
+        if fmt == "json":
+            click.echo(json.dumps({"path": path, **res}))
+        else:
+            click.echo(f"{path}\t{res['label']}\t{res['probability']:.4f}")
+    if failed:
+        ctx.exit(1)
+
+
+@main.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--keywords", help="Comma-separated keywords (any text).")
 @click.option("--keywords-file", type=click.Path(dir_okay=False), help="File with one keyword per line.")
@@ -184,8 +220,11 @@ def spot(ctx, paths, keywords, keywords_file, out_csv, model_name, threshold, wo
 @click.option("--beam-size", default=16, show_default=True)
 @click.option("--keywords", help="Keywords for --task kws (default: every word of the references).")
 @click.option("--limit", type=int, help="Evaluate only the first N utterances.")
-def evaluate(model_name, data, task, report_dir, beam_size, keywords, limit):
-    """Evaluate a model: WER/CER, 12-class accuracy + confusion, KWS DET, real-time factor."""
+@click.option("--words", help="Comma-separated words: allowed words (transcribe) or the candidate classes "
+              "(classify; default: the model's vocabulary mapped to the 12 Speech Commands classes).")
+@click.option("--no-silence", is_flag=True, help="classify: 'no speech' is not a candidate.")
+def evaluate(model_name, data, task, report_dir, beam_size, keywords, limit, words, no_silence):
+    """Evaluate a model: WER/CER, classification accuracy + confusion, KWS DET, real-time factor."""
     import json
 
     from .data import read_any
@@ -195,7 +234,8 @@ def evaluate(model_name, data, task, report_dir, beam_size, keywords, limit):
     model = load_model(model_name)
     rows = read_any(data)[: limit or None]
     kws = [k.strip() for k in keywords.split(",")] if keywords else None
-    res = run_eval(model, rows, task, beam_size=beam_size, keywords=kws)
+    ws = [w.strip() for w in words.split(",") if w.strip()] if words else None
+    res = run_eval(model, rows, task, beam_size=beam_size, keywords=kws, words=ws, no_speech=not no_silence)
     paths = write_report(res, report_dir)
     keys = ("utterances", "wer", "cer", "accuracy", "rtf", "miss_rate_at_0.5_fa_per_hour")
     click.echo(json.dumps({k: res[k] for k in keys if k in res}))

@@ -1,5 +1,6 @@
-"""Evaluation: WER/CER, 12-class accuracy with a confusion matrix, keyword-spotting ROC/DET with
-false alarms per hour, real-time factor; reports as JSON, Markdown and PNG plots."""
+"""Evaluation: WER/CER, closed-set (and 12-class Speech Commands) accuracy with a confusion matrix,
+keyword-spotting ROC/DET with false alarms per hour, real-time factor; reports as JSON, Markdown and
+PNG plots."""
 from __future__ import annotations
 
 import json
@@ -12,24 +13,26 @@ import numpy as np
 from .alphabet import DIGIT_WORDS
 from .data import COMMAND_CLASSES, read_any
 from .errors import ParameterError, error_line
+from .kws import NO_SPEECH
 from .metrics import cer, command_class, confusion_matrix, wer
 
 __all__ = ["evaluate", "evaluate_model_suite", "write_report"]
 
 
-def _timed_transcripts(model, rows, beam_size, words):
+def _timed_results(rows, run, key):
+    """``run(path)[key]`` per row (None where it failed), audio and processing seconds, failures."""
     hyps, audio_s, proc_s, failures = [], 0.0, 0.0, []
     for r in rows:
         t0 = time.perf_counter()
         try:
-            res = model.transcribe(r["path"], beam_size=beam_size, words=words)
+            res = run(r["path"])
         except Exception as exc:  # one bad file is reported, the evaluation goes on
             failures.append({"path": r["path"], "error": error_line(exc, r["path"])})
             hyps.append(None)
             continue
         proc_s += time.perf_counter() - t0
         audio_s += res["duration"]
-        hyps.append(res["text"])
+        hyps.append(res[key])
     return hyps, audio_s, proc_s, failures
 
 
@@ -65,8 +68,18 @@ def _kws_curve(model, rows, keywords, threshold_grid):
     return {"curve": curve, "positives": pos, "audio_hours": hours, "miss_rate_at_0.5_fa_per_hour": miss_at}
 
 
-def evaluate(model, rows: List[dict], task: str, *, beam_size: int = 16, words=None, keywords=None) -> dict:
-    """Evaluate ``model`` on manifest rows for ``task`` in {"transcribe", "classify", "kws"}."""
+def evaluate(model, rows: List[dict], task: str, *, beam_size: int = 16, words=None, keywords=None,
+             no_speech: bool = True) -> dict:
+    """Evaluate ``model`` on manifest rows for ``task`` in {"transcribe", "classify", "kws"}.
+
+    ``transcribe``: beam search (restricted to ``words`` if given), WER/CER and sentence accuracy.
+    ``classify``: closed-set classification by CTC likelihood (:meth:`Model.classify`).  Without
+    ``words``, the candidates are the model's vocabulary plus "no speech", mapped to the 12 Speech
+    Commands classes (a row's ``label`` if it has one, else its text: the command word, ``_unknown_``
+    for any other text, ``_silence_`` for none).  With ``words``, the candidates and classes are
+    those words (plus ``_silence_`` when ``no_speech``) and each row's text is its class.
+    ``kws``: keyword-spotting miss rate against false alarms per hour over ``keywords``.
+    """
     if task not in ("transcribe", "classify", "kws"):
         raise ParameterError(f"task must be transcribe, classify or kws, got {task!r}")
     if not rows:
@@ -77,7 +90,15 @@ def evaluate(model, rows: List[dict], task: str, *, beam_size: int = 16, words=N
         out.update(_kws_curve(model, rows, kws, np.linspace(0.05, 1.0, 20)))
         out["keywords"] = list(kws)
         return out
-    hyps, audio_s, proc_s, failures = _timed_transcripts(model, rows, beam_size, words)
+    if task == "classify":
+        if isinstance(words, str):
+            words = [w for w in words.replace(",", " ").split() if w]
+        hyps, audio_s, proc_s, failures = _timed_results(
+            rows, lambda p: model.classify(p, words, no_speech=no_speech), "label")
+        hyps = [None if h is None else ("" if h == NO_SPEECH else h) for h in hyps]
+    else:
+        hyps, audio_s, proc_s, failures = _timed_results(
+            rows, lambda p: model.transcribe(p, beam_size=beam_size, words=words), "text")
     keep = [i for i, h in enumerate(hyps) if h is not None]
     refs = [rows[i]["text"] for i in keep]
     hs = [hyps[i] for i in keep]
@@ -85,10 +106,18 @@ def evaluate(model, rows: List[dict], task: str, *, beam_size: int = 16, words=N
                 "wer": wer(refs, hs), "cer": cer(refs, hs),
                 "sentence_accuracy": float(np.mean([r == h for r, h in zip(refs, hs)])) if hs else 0.0})
     if task == "classify":
-        classes = list(COMMAND_CLASSES)
-        truth = [rows[i]["label"] if rows[i].get("label") in classes else command_class(rows[i]["text"], classes[:10])
-                 for i in keep]
-        pred = [command_class(h, classes[:10]) for h in hs]
+        if words is None:
+            classes = list(COMMAND_CLASSES)
+            truth = [rows[i]["label"] if rows[i].get("label") in classes else command_class(rows[i]["text"], classes[:10])
+                     for i in keep]
+            pred = [command_class(h, classes[:10]) for h in hs]
+        else:
+            classes = list(words) + ([NO_SPEECH] if no_speech else [])
+            truth = [r or NO_SPEECH for r in refs]
+            pred = [h or NO_SPEECH for h in hs]
+            outside = sorted({t for t in truth if t not in classes})
+            if outside:
+                raise ParameterError(f"references outside the candidate words: {outside[:5]}")
         cm = confusion_matrix(truth, pred, classes)
         out.update({"accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "classes": classes,
                     "confusion": cm.tolist()})
@@ -168,8 +197,14 @@ def evaluate_model_suite(model_path: str, manifests: Dict[str, str], out_dir: st
             res["sentence_accuracy"] if key == "test_fsdd" else res["wer"])
         metrics[f"{key}_utterances"] = res["utterances"]
         metrics[f"{key}_rtf"] = round(res["rtf"], 5)
-    if "test_fsdd" in manifests:  # the same clips decoded with a digits-only word list
+    if "test_fsdd" in manifests:  # the same clips decoded with a digits-only word list, and classified
         res = evaluate(model, read_any(manifests["test_fsdd"]), "transcribe", words=DIGIT_WORDS)
         write_report(res, os.path.join(out_dir, "test_fsdd_digits"))
         metrics["fsdd_digit_accuracy_digit_words"] = res["sentence_accuracy"]
+        single = [r for r in read_any(manifests["test_fsdd"]) if r["text"] in DIGIT_WORDS]
+        if single:  # closed-set: which of the ten digits (clips holding one digit word)
+            res = evaluate(model, single, "classify", words=DIGIT_WORDS, no_speech=False)
+            write_report(res, os.path.join(out_dir, "test_fsdd_classify"))
+            metrics["fsdd_digit_accuracy_classify"] = res["accuracy"]
+            metrics["test_fsdd_classify_utterances"] = res["utterances"]
     return metrics

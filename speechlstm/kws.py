@@ -15,18 +15,30 @@ Word boundaries: when the best path emits a letter right before the span or righ
 side multiplies the score by ``boundary_penalty`` (0.3 by default).
 
 Overlapping candidates of the same keyword are reduced to the best-scoring one.
+
+Closed-set classification
+-------------------------
+:func:`classify_scores` answers a different question about a short clip that holds one of a
+known set of texts (isolated words, commands, digit strings): for each candidate it sums the
+probability of *every* CTC alignment of the whole clip to that text (the CTC forward pass, as in
+the training loss), ``log p(text | clip)``; the empty text, the all-blank alignment, stands for
+"no speech".  The candidate with the highest likelihood wins and a softmax over the candidates'
+log-likelihoods gives their posterior within the set.  Unlike a beam search, this never prunes the
+right answer and never answers with nothing unless "no speech" is a candidate.
 """
 from __future__ import annotations
 
 from typing import Dict, List, Sequence
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .alphabet import Alphabet, normalize_text
 from .errors import ParameterError
 
-__all__ = ["spot_keywords", "keyword_scores"]
+__all__ = ["spot_keywords", "keyword_scores", "classify_scores", "NO_SPEECH"]
+
+NO_SPEECH = "_silence_"  # the candidate that stands for the empty transcript in classify_scores
 
 
 @njit(cache=True, error_model="numpy")
@@ -164,3 +176,98 @@ def spot_keywords(logp: np.ndarray, keywords: Sequence[str], alphabet: Alphabet,
              "score": round(sc, 4)} for k, lst in det.items() for s, e, sc in lst]
     rows.sort(key=lambda r: (r["start"], -r["score"]))
     return rows
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _ctc_log_likelihoods(lp, ids, n_ids, blank, out):
+    """out[k] = log p(ids[k, :n_ids[k]] | lp) summed over all CTC alignments; lp [T, C] float64."""
+    T = lp.shape[0]
+    for k in prange(ids.shape[0]):
+        S = 2 * n_ids[k] + 1  # blank, c1, blank, ..., cK, blank
+        alpha = np.full(S, -np.inf)
+        nxt = np.empty(S)
+        alpha[0] = lp[0, blank]
+        if S > 1:
+            alpha[1] = lp[0, ids[k, 0]]
+        for t in range(1, T):
+            for s in range(S):
+                sym = blank if s % 2 == 0 else ids[k, s // 2]
+                a = alpha[s]
+                if s >= 1:
+                    b = alpha[s - 1]
+                    m = max(a, b)
+                    if m > -np.inf:
+                        a = m + np.log(np.exp(a - m) + np.exp(b - m))
+                if s >= 2 and s % 2 == 1 and sym != ids[k, s // 2 - 1]:
+                    b = alpha[s - 2]
+                    m = max(a, b)
+                    if m > -np.inf:
+                        a = m + np.log(np.exp(a - m) + np.exp(b - m))
+                nxt[s] = a + lp[t, sym]
+            for s in range(S):
+                alpha[s] = nxt[s]
+        a = alpha[S - 1]
+        if S > 1:
+            b = alpha[S - 2]
+            m = max(a, b)
+            if m > -np.inf:
+                a = m + np.log(np.exp(a - m) + np.exp(b - m))
+        out[k] = a
+
+
+def classify_scores(logp: np.ndarray, candidates: Sequence[str], alphabet: Alphabet) -> List[dict]:
+    """Closed-set classification of a clip: every candidate text's CTC log-likelihood and posterior.
+
+    Parameters
+    ----------
+    logp : np.ndarray [shape=(T, C)]
+        per-frame log-probabilities of the whole clip (log-softmax output of a CTC model).
+    candidates : sequence of str
+        the texts the clip may hold (words or phrases, normalised with
+        :func:`~speechlstm.alphabet.normalize_text`); :data:`NO_SPEECH` (``"_silence_"``) stands for
+        the empty transcript.  At least one; no duplicates after normalisation.
+    alphabet : Alphabet
+
+    Returns
+    -------
+    list of dict
+        ``{"text", "log_likelihood", "probability"}`` per candidate, best first; ``probability`` is
+        the posterior within the candidate set (softmax of the log-likelihoods).  A candidate too long
+        for the clip (more frames needed than it has) gets ``-inf`` and probability 0.
+    """
+    lp = np.asarray(logp, dtype=np.float64)
+    if lp.ndim != 2 or lp.shape[1] != len(alphabet):
+        raise ParameterError(f"log-probabilities must be [T, {len(alphabet)}], got shape {lp.shape}")
+    if lp.shape[0] == 0:
+        raise ParameterError("log-probabilities are empty: the clip has no frames")
+    if not np.all(np.isfinite(lp)):
+        raise ParameterError("log-probabilities contain NaN or infinite values")
+    if isinstance(candidates, str) or len(candidates) == 0:
+        raise ParameterError(f"candidates must be a non-empty list of texts, got {candidates!r}")
+    encoded, seen = [], {}
+    for c in candidates:
+        if c == NO_SPEECH:
+            ids = np.zeros(0, np.int64)
+        else:
+            norm = normalize_text(c)
+            if not norm:
+                raise ParameterError(f"candidate {c!r} has no letters (use {NO_SPEECH!r} for no speech)")
+            ids = alphabet.encode(norm, normalize=False).astype(np.int64)
+        key = tuple(ids.tolist())
+        if key in seen:
+            raise ParameterError(f"candidates {seen[key]!r} and {c!r} are the same text")
+        seen[key] = c
+        encoded.append(ids)
+    n_ids = np.array([e.size for e in encoded], np.int64)
+    ids = np.zeros((len(encoded), max(1, int(n_ids.max()))), np.int64)
+    for i, e in enumerate(encoded):
+        ids[i, : e.size] = e
+    ll = np.empty(len(encoded))
+    _ctc_log_likelihoods(lp, ids, n_ids, alphabet.blank, ll)
+    finite = np.isfinite(ll)
+    post = np.zeros_like(ll)
+    if finite.any():
+        z = ll[finite] - ll[finite].max()
+        post[finite] = np.exp(z) / np.exp(z).sum()
+    order = np.argsort(-np.where(finite, ll, -np.inf), kind="stable")
+    return [{"text": candidates[i], "log_likelihood": float(ll[i]), "probability": float(post[i])} for i in order]

@@ -107,7 +107,7 @@ def read_model_file(path: str):
 class Model:
     """A loaded recognizer: acoustic model + feature config + alphabet + vocabulary.
 
-    Use :func:`load_model` to get one.  ``transcribe``, ``spot`` and ``stream`` are defined in
+    Use :func:`load_model` to get one.  ``transcribe``, ``classify``, ``spot`` and ``stream`` are defined in
     :mod:`speechlstm.transcribe`.
     """
 
@@ -148,7 +148,7 @@ class Model:
         }
 
     # defined in transcribe.py
-    from .transcribe import transcribe, spot, stream, log_probs  # noqa: E402,F401
+    from .transcribe import transcribe, classify, spot, stream, log_probs  # noqa: E402,F401
 
 
 def available_models() -> List[str]:

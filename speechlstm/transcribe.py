@@ -1,4 +1,4 @@
-"""Audio to results: ``Model.transcribe``, ``Model.spot``, ``Model.stream`` (bound onto
+"""Audio to results: ``Model.transcribe``, ``Model.classify``, ``Model.spot``, ``Model.stream`` (bound onto
 :class:`~speechlstm.model.Model`).
 
 Long recordings are cut into segments of at most ``SEGMENT_SECONDS``, each cut placed at the
@@ -16,14 +16,14 @@ from .audio import load_audio, stream_audio
 from .decoding import BeamSearchDecoder, greedy_decode
 from .errors import ParameterError
 from .features import FeatureStream, extract_features
-from .kws import spot_keywords
+from .kws import NO_SPEECH, classify_scores, spot_keywords
 from .nn import log_softmax
 
 SEGMENT_SECONDS = 30.0  # s, longest segment run through the LSTM at once
 SEGMENT_SEARCH_SECONDS = 10.0  # s, where (at the end of a segment) the quietest cut point is sought
 CUT_WINDOW_SECONDS = 0.1  # s, energy window for choosing the cut
 
-__all__ = ["transcribe", "spot", "stream", "log_probs", "iter_segments"]
+__all__ = ["transcribe", "classify", "spot", "stream", "log_probs", "iter_segments"]
 
 
 def _cut_point(y: np.ndarray, sr: int) -> int:
@@ -130,6 +130,43 @@ def transcribe(self, audio, *, beam_size: int = 16, words=None, hotwords=None, l
             segments.append(seg)
         dur = off + y.size / sr
     return {"text": " ".join(s["text"] for s in segments), "duration": round(dur, 3), "segments": segments}
+
+
+def classify(self, audio, words=None, *, no_speech: bool = True) -> dict:
+    """Say which of a closed set of texts a short clip holds (isolated words, commands, digits).
+
+    Each candidate is scored by its CTC log-likelihood over the whole clip (every alignment summed,
+    see :func:`~speechlstm.kws.classify_scores`), not by a pruned beam search, so the answer is
+    always one of the candidates.
+
+    Parameters
+    ----------
+    audio : str, os.PathLike or np.ndarray [shape=(n,)] float at the model's rate (16 kHz)
+    words : list of str, comma-separated str or None
+        the candidate texts (words or phrases); None means the model's vocabulary.
+    no_speech : bool
+        also consider "no speech" (the empty transcript), labelled ``"_silence_"``.
+
+    Returns
+    -------
+    dict
+        ``{"label", "probability", "duration", "scores": [{"text", "log_likelihood",
+        "probability"}, ...]}`` — scores best first, probabilities within the candidate set.
+    """
+    if words is None:
+        words = self.vocabulary
+        if not words:
+            raise ParameterError("this model has no vocabulary: pass the candidate words")
+    elif isinstance(words, str):
+        words = [w for w in words.replace(",", " ").split() if w]
+    cands = list(words) + ([NO_SPEECH] if no_speech else [])
+    lp, dur = log_probs(self, audio)
+    if lp.shape[0] == 0:
+        raise ParameterError("the audio is too short to classify (no feature frames)")
+    scores = classify_scores(lp, cands, self.alphabet)
+    return {"label": scores[0]["text"], "probability": round(scores[0]["probability"], 4), "duration": round(dur, 3),
+            "scores": [{"text": r["text"], "log_likelihood": round(r["log_likelihood"], 4),
+                        "probability": round(r["probability"], 4)} for r in scores]}
 
 
 def spot(self, audio, keywords: Sequence[str], *, threshold: float = 0.5) -> List[dict]:

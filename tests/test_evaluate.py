@@ -68,8 +68,40 @@ def test_model_suite_reports_every_set(tmp_path):
     for key, kw in (("fsdd_digit_accuracy", {}), ("fsdd_digit_accuracy_digit_words", {"words": DIGIT_WORDS})):
         expect = np.mean([model.transcribe(r["path"], **kw)["text"] == r["text"] for r in digits])
         assert out[key] == pytest.approx(expect), key
-    assert 0.0 <= out["sc_v2_12class_accuracy"] <= 1.0
+    single = [r for r in digits if r["text"] in DIGIT_WORDS]  # closed-set classification: one-digit clips only
+    labels = [model.classify(r["path"], DIGIT_WORDS, no_speech=False)["label"] for r in single]
+    assert len(single) < len(digits) and out["test_fsdd_classify_utterances"] == len(single)
+    assert out["fsdd_digit_accuracy_classify"] == pytest.approx(np.mean([lab == r["text"] for lab, r in zip(labels, single)]))
+    from speechlstm.data import COMMAND_CLASSES
+    from speechlstm.metrics import command_class
+
+    sc = [command_class(model.classify(r["path"])["label"].replace("_silence_", ""), COMMAND_CLASSES[:10]) for r in words]
+    assert out["sc_v2_12class_accuracy"] == pytest.approx(
+        np.mean([p == command_class(r["text"], COMMAND_CLASSES[:10]) for p, r in zip(sc, words)]))
     assert out["test_fsdd_utterances"] == len(digits)
     assert "sc_sample_12class_accuracy" not in out  # sets not given are skipped
-    for d in ("test_fsdd", "test_fsdd_digits", "test_sc"):
+    for d in ("test_fsdd", "test_fsdd_digits", "test_fsdd_classify", "test_sc"):
         assert os.path.exists(tmp_path / "eval" / d / "report.md")
+
+
+def test_closed_set_classify_with_words(tmp_path):
+    """--task classify --words: the candidates are the classes, each row's text its truth; a text
+    outside the candidates is an error, not a silent miss."""
+    from click.testing import CliRunner
+
+    from speechlstm.cli import main
+    from speechlstm.data import read_any, write_manifest
+
+    rows = [r for r in read_any(os.path.join(SAMPLES, "manifest.jsonl")) if r["text"] in ("yes", "left", "stop", "seven")]
+    man = write_manifest(rows, str(tmp_path / "m.jsonl"))
+    r = CliRunner().invoke(main, ["evaluate", "--data", man, "--task", "classify", "--words", "yes,left,stop,seven,no",
+                                  "--no-silence", "--report", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    rep = json.load(open(tmp_path / "rep" / "report.json"))
+    assert rep["classes"] == ["yes", "left", "stop", "seven", "no"]
+    cm = np.array(rep["confusion"])
+    assert cm.sum() == len(rows) and rep["accuracy"] == pytest.approx(np.trace(cm) / len(rows))
+    assert rep["accuracy"] == 1.0  # real clips of four distinct words
+    r = CliRunner().invoke(main, ["evaluate", "--data", man, "--task", "classify", "--words", "yes,no",
+                                  "--report", str(tmp_path / "rep2")])
+    assert r.exit_code != 0 and "outside the candidate words" in r.output
