@@ -16,7 +16,7 @@ WHEELS="${GPU_WHEELS:-.gpuwheels}"
 if [ -d "$WHEELS" ]; then
     python3 -m pip install -q --no-index --find-links "$WHEELS" "$WHEELS"/*.whl 2>&1 | grep -v WARNING || true
 fi
-python3 -c "import speechlstm" 2>/dev/null || export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+(cd / && python3 -c "import speechlstm" 2>/dev/null) || export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 python3 -c "import numba, numpy; print('numba', numba.__version__, 'numpy', numpy.__version__)"
 python3 -c "from numba import cuda; assert cuda.is_available(), 'numba.cuda sees no GPU'; print(cuda.get_current_device().name)"
 timeout 200 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_gpu_lstm.py tests/test_gpu_train.py

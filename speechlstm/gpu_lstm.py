@@ -221,6 +221,7 @@ def _lstm_layer(gx, whh_t, lengths, h0, c0, y, hn, cn, save, gates_s, cells_s):
     d, b0, j = _block_origin(B)
     c = cuda.local.array(SEQS, float32)
     acc = cuda.local.array((SEQS, 4), float32)
+    w = cuda.local.array((4, 4), float32)
     tmax = 0
     for q in range(SEQS):
         b = b0 + q
@@ -229,12 +230,28 @@ def _lstm_layer(gx, whh_t, lengths, h0, c0, y, hn, cn, save, gates_s, cells_s):
             c[q] = c0[d, b, j]
             tmax = lengths[b] if lengths[b] > tmax else tmax
     cuda.syncthreads()
+    H4 = H - H % 4
     for s in range(tmax):
         if j < H:
             for q in range(SEQS):
                 for gi in range(4):
                     acc[q, gi] = float32(0.0)
-            for k in range(H):
+            # four rows of weights per iteration: 16 independent loads in flight before the FMAs
+            # need them (one row at a time left the loop waiting on L2 latency at every k)
+            for k in range(0, H4, 4):
+                for u in range(4):
+                    w[u, 0] = whh_t[d, k + u, j]
+                    w[u, 1] = whh_t[d, k + u, H + j]
+                    w[u, 2] = whh_t[d, k + u, 2 * H + j]
+                    w[u, 3] = whh_t[d, k + u, 3 * H + j]
+                for u in range(4):
+                    for q in range(SEQS):
+                        hk = sh[q, k + u]
+                        acc[q, 0] += w[u, 0] * hk
+                        acc[q, 1] += w[u, 1] * hk
+                        acc[q, 2] += w[u, 2] * hk
+                        acc[q, 3] += w[u, 3] * hk
+            for k in range(H4, H):
                 wi = whh_t[d, k, j]
                 wf = whh_t[d, k, H + j]
                 wg = whh_t[d, k, 2 * H + j]
@@ -286,6 +303,7 @@ def _lstm_layer_backward(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, d
     G = 4 * H
     d, b0, j = _block_origin(B)
     dc = cuda.local.array(SEQS, float32)
+    acc = cuda.local.array(SEQS, float32)
     tmax = 0
     for q in range(SEQS):
         b = b0 + q
@@ -308,14 +326,21 @@ def _lstm_layer_backward(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, d
             _put4(dg[b, t], d * G + j, H, g_i, g_f, g_g, g_o)
             dc[q] = dcp
         cuda.syncthreads()  # all gate gradients of step s in shared memory; sdh read
+        # each weight read once for all the block's sequences, four gate rows per iteration so their
+        # loads overlap (G = 4H is a multiple of 4); rows of finished sequences are summed, not stored
+        for q in range(SEQS):
+            acc[q] = float32(0.0)
+        for g in range(0, G, 4):
+            w0 = whh[d, g, j]
+            w1 = whh[d, g + 1, j]
+            w2 = whh[d, g + 2, j]
+            w3 = whh[d, g + 3, j]
+            for q in range(SEQS):
+                acc[q] += sdg[q, g] * w0 + sdg[q, g + 1] * w1 + sdg[q, g + 2] * w2 + sdg[q, g + 3] * w3
         for q in range(SEQS):
             b = b0 + q
-            if b >= B or s >= lengths[b]:
-                continue
-            acc = float32(0.0)
-            for g in range(G):
-                acc += sdg[q, g] * whh[d, g, j]
-            sdh[q, j] = acc
+            if b < B and s < lengths[b]:
+                sdh[q, j] = acc[q]
         cuda.syncthreads()  # dh of step s - 1 ready
     for q in range(SEQS):
         b = b0 + q
