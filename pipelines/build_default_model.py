@@ -13,6 +13,8 @@ Splits
   default, their takes 45–49 are dev; with ``--dev heldout`` they train and dev is only the
   held-out Speech Commands speakers).
 * ``speech_commands_sample`` (v0.01, speakers disjoint from v0.02): test only.
+* ``arctic_cathy`` (CMU ARCTIC read sentences, one speaker): with ``--arctic N``, N sentences train
+  (character-level CTC on real read speech; prompts with digits are skipped); never dev or test.
 * Synthetic: training voices never use the espeak-ng accents ``en-029`` and ``en-us-nyc`` nor the
   flite voice ``rms``; the synthetic test set uses only those.
 """
@@ -25,7 +27,7 @@ import click
 import numpy as np
 
 from speechlstm.alphabet import DIGIT_WORDS
-from speechlstm.data import (SPEECH_COMMANDS_WORDS, read_fsdd, read_speech_commands, split_by_speaker,
+from speechlstm.data import (SPEECH_COMMANDS_WORDS, read_fsdd, read_speech_commands, read_text_pairs, split_by_speaker,
                              write_manifest)
 from speechlstm.synth import ESPEAK_ACCENTS, FLITE_VOICES, espeak_variants, synthesize, voice_pool
 
@@ -118,13 +120,15 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum):
               help="mixed: dev = held-out Speech Commands speakers + FSDD takes 45-49 of the training speakers + "
                    "200 synthetic renders (how the shipped model was chosen); heldout: dev = only the Speech "
                    "Commands speakers held out of training, the other two parts train.")
+@click.option("--arctic", default=0, show_default=True,
+              help="ARCTIC sentences (arctic_cathy) added to training: real read speech, any words (0: none).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--run-name", default="", help="Run folder under --work (default: bi or uni).")
 @click.option("--workers", default=2, show_default=True)
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
 def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, fmax, p_telephone, p_trim, trim_max, p_hum,
-         dev_mode, seed, run_name, workers, export_name):
+         dev_mode, arctic, seed, run_name, workers, export_name):
     from speechlstm.train import TrainConfig, Trainer
 
     t_start = time.time()
@@ -138,6 +142,10 @@ def main(data_root, work, epochs, hidden, layers, unidirectional, singles, seque
     fsdd_dev = [r for r in fsdd if r["speaker"] != FSDD_TEST_SPEAKER and int(os.path.basename(r["path"])[:-4].split("_")[2]) >= 45]
     fsdd_train = [r for r in fsdd if r["speaker"] != FSDD_TEST_SPEAKER and r not in fsdd_dev]
     noise_only = noise_clips(work, None, seed)
+    arctic_rows = []
+    if arctic:
+        arctic_rows = [r for r in read_text_pairs(os.path.join(data_root, "arctic_cathy"), speaker="cathy")
+                       if not any(ch.isdigit() for ch in r["text"])][:arctic]
     sample = read_speech_commands(os.path.join(data_root, "speech_commands_sample"))
     m = {}
     rng = np.random.default_rng(seed)
@@ -148,6 +156,8 @@ def main(data_root, work, epochs, hidden, layers, unidirectional, singles, seque
         train_rows, dev_rows, sfx = syn_train + syn_dev + sc["train"] + fsdd_train + fsdd_dev + noise_only, sc["dev"], "-heldout"
     else:
         train_rows, dev_rows, sfx = syn_train + sc["train"] + fsdd_train + noise_only, sc["dev"] + fsdd_dev + syn_dev, ""
+    if arctic_rows:
+        train_rows, sfx = train_rows + arctic_rows, f"{sfx}-arctic{len(arctic_rows)}"
     m["train"] = write_manifest(train_rows, os.path.join(work, f"train{sfx}.jsonl"))
     m["dev"] = write_manifest(dev_rows, os.path.join(work, f"dev{sfx}.jsonl"))
     m["test_sc"] = write_manifest(sc["test"], os.path.join(work, "test_sc_v2.jsonl"))
