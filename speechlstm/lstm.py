@@ -82,8 +82,9 @@ def _n_chunks(D: int, B: int) -> int:
 # kernels
 # ------------------------------------------------------------------------------------------------
 @njit(parallel=True, **_JIT)
-def _forward_layer(gx, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, n_chunks):
-    """One layer, all directions.  gx [B,T,D*4H] (projected input + biases), whh [D,4H,H],
+def _forward_layer(gx, bias, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, n_chunks):
+    """One layer, all directions.  gx [B,T,D*4H] (projected input), bias [D*4H] (b_ih + b_hh, added
+    here rather than in a pass of its own over gx), whh [D,4H,H],
     h0/c0 [D,B,H]; writes y [B,T,D*H] (every element; zero at padding) and hn/cn [D,B,H]; saves
     activated gates [D,B,T,4H] and cells [D,B,T,H] when those arrays are non-empty (training)."""
     D = whh.shape[0]
@@ -134,6 +135,7 @@ def _forward_layer(gx, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, n_chun
                 t = s if d == 0 else L - 1 - s
                 a = acc[bi]
                 g = gx[b, t, d * G : (d + 1) * G]
+                bb = bias[d * G : (d + 1) * G]
                 hb = h[bi]
                 cb = c[bi]
                 yb = y[b, t]
@@ -141,10 +143,10 @@ def _forward_layer(gx, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, n_chun
                     gs = gates_s[d, b, t]
                     cs = cells_s[d, b, t]
                     for j in range(H):
-                        ig = _sigmoid(a[j] + g[j])
-                        fg = _sigmoid(a[H + j] + g[H + j])
-                        gg = _tanh(a[2 * H + j] + g[2 * H + j])
-                        og = _sigmoid(a[3 * H + j] + g[3 * H + j])
+                        ig = _sigmoid(a[j] + g[j] + bb[j])
+                        fg = _sigmoid(a[H + j] + g[H + j] + bb[H + j])
+                        gg = _tanh(a[2 * H + j] + g[2 * H + j] + bb[2 * H + j])
+                        og = _sigmoid(a[3 * H + j] + g[3 * H + j] + bb[3 * H + j])
                         cc = fg * cb[j] + ig * gg
                         hh = og * _tanh(cc)
                         cb[j] = cc
@@ -157,10 +159,10 @@ def _forward_layer(gx, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, n_chun
                         cs[j] = cc
                 else:
                     for j in range(H):
-                        ig = _sigmoid(a[j] + g[j])
-                        fg = _sigmoid(a[H + j] + g[H + j])
-                        gg = _tanh(a[2 * H + j] + g[2 * H + j])
-                        og = _sigmoid(a[3 * H + j] + g[3 * H + j])
+                        ig = _sigmoid(a[j] + g[j] + bb[j])
+                        fg = _sigmoid(a[H + j] + g[H + j] + bb[H + j])
+                        gg = _tanh(a[2 * H + j] + g[2 * H + j] + bb[2 * H + j])
+                        og = _sigmoid(a[3 * H + j] + g[3 * H + j] + bb[3 * H + j])
                         cc = fg * cb[j] + ig * gg
                         hh = og * _tanh(cc)
                         cb[j] = cc
@@ -450,10 +452,6 @@ def _check_state(a, shape, dtype, name):
     return np.ascontiguousarray(a, dtype=dtype)
 
 
-def _project(x2d: np.ndarray, w_ih: np.ndarray, bias: np.ndarray, out2d: np.ndarray) -> None:
-    matmul(x2d, w_ih.T, out=out2d, bias=bias)
-
-
 def lstm_forward(
     x: np.ndarray,
     weights: Weights,
@@ -511,14 +509,14 @@ def lstm_forward(
         w_cat = np.concatenate([weights[l][d][0] for d in range(D)]) if D > 1 else weights[l][0][0]
         bias = np.concatenate([weights[l][d][2] + weights[l][d][3] for d in range(D)])
         gx = _scratch(workspace, "gx", (B, T, D * 4 * H), dtype)
-        _project(inp.reshape(B * T, -1), w_cat, bias, gx.reshape(B * T, D * 4 * H))
+        matmul(inp.reshape(B * T, -1), w_cat.T, out=gx.reshape(B * T, D * 4 * H))  # biases: in the gate loop
         whh = np.ascontiguousarray(np.stack([weights[l][d][1] for d in range(D)]))
         mode = "train" if training else "eval"  # an inference call never overwrites a pending cache
         y = np.empty((B, T, D * H), dtype) if l == L - 1 else _scratch(workspace, f"{mode}/y{l}", (B, T, D * H), dtype)
         gates = _scratch(workspace, f"train/gates{l}", (D, B, T, 4 * H), dtype) if training else empty
         cells = _scratch(workspace, f"train/cells{l}", (D, B, T, H), dtype) if training else empty
         sl = slice(l * D, (l + 1) * D)
-        _forward_layer(gx, whh, lens, h0[sl], c0[sl], y, hn[sl], cn[sl], gates, cells, n_chunks)
+        _forward_layer(gx, bias, whh, lens, h0[sl], c0[sl], y, hn[sl], cn[sl], gates, cells, n_chunks)
         if training:
             cache.inputs.append(inp)
             cache.gates.append(gates)
