@@ -83,8 +83,8 @@ def _n_chunks(D: int, B: int) -> int:
 # ------------------------------------------------------------------------------------------------
 @njit(parallel=True, **_JIT)
 def _forward_layer(gx, bias, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, n_chunks):
-    """One layer, all directions.  gx [B,T,D*4H] (projected input), bias [D*4H] (b_ih + b_hh, added
-    here rather than in a pass of its own over gx), whh [D,4H,H],
+    """One layer, all directions.  gx [B,T,D*4H] (projected input), bias [D*4H] (b_ih + b_hh, added to
+    each step's recurrent product rather than in a pass of its own over gx), whh [D,4H,H],
     h0/c0 [D,B,H]; writes y [B,T,D*H] (every element; zero at padding) and hn/cn [D,B,H]; saves
     activated gates [D,B,T,4H] and cells [D,B,T,H] when those arrays are non-empty (training)."""
     D = whh.shape[0]
@@ -115,18 +115,22 @@ def _forward_layer(gx, bias, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, 
                 c[bi, j] = c0[d, b0 + bi, j]
         w = whh[d]
         off = d * H
+        off4 = d * G
         for s in range(tmax):
             if nb == 1:  # one sequence: a GEMV straight into the gate row, nothing to transpose
                 np.dot(w, h[0], acc[0, :G])
+                for j in range(G):
+                    acc[0, j] += bias[off4 + j]
             else:
                 # W_hh @ h.T: BLAS then packs the small operand, not the weight (2-2.5x faster at B=32)
                 for bi in range(nb):
                     for k in range(H):
                         h_t[k, bi] = h[bi, k]
                 np.dot(w, h_t, acc_t)
-                for j in range(G):
+                for j in range(G):  # the biases join here, in a loop that runs anyway (not in the
+                    bj = bias[off4 + j]  # gate loops: one more array there stops their vectorisation)
                     for bi in range(nb):
-                        acc[bi, j] = acc_t[j, bi]
+                        acc[bi, j] = acc_t[j, bi] + bj
             for bi in range(nb):
                 b = b0 + bi
                 L = lengths[b]
@@ -135,7 +139,6 @@ def _forward_layer(gx, bias, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, 
                 t = s if d == 0 else L - 1 - s
                 a = acc[bi]
                 g = gx[b, t, d * G : (d + 1) * G]
-                bb = bias[d * G : (d + 1) * G]
                 hb = h[bi]
                 cb = c[bi]
                 yb = y[b, t]
@@ -143,10 +146,10 @@ def _forward_layer(gx, bias, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, 
                     gs = gates_s[d, b, t]
                     cs = cells_s[d, b, t]
                     for j in range(H):
-                        ig = _sigmoid(a[j] + g[j] + bb[j])
-                        fg = _sigmoid(a[H + j] + g[H + j] + bb[H + j])
-                        gg = _tanh(a[2 * H + j] + g[2 * H + j] + bb[2 * H + j])
-                        og = _sigmoid(a[3 * H + j] + g[3 * H + j] + bb[3 * H + j])
+                        ig = _sigmoid(a[j] + g[j])
+                        fg = _sigmoid(a[H + j] + g[H + j])
+                        gg = _tanh(a[2 * H + j] + g[2 * H + j])
+                        og = _sigmoid(a[3 * H + j] + g[3 * H + j])
                         cc = fg * cb[j] + ig * gg
                         hh = og * _tanh(cc)
                         cb[j] = cc
@@ -159,10 +162,10 @@ def _forward_layer(gx, bias, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, 
                         cs[j] = cc
                 else:
                     for j in range(H):
-                        ig = _sigmoid(a[j] + g[j] + bb[j])
-                        fg = _sigmoid(a[H + j] + g[H + j] + bb[H + j])
-                        gg = _tanh(a[2 * H + j] + g[2 * H + j] + bb[2 * H + j])
-                        og = _sigmoid(a[3 * H + j] + g[3 * H + j] + bb[3 * H + j])
+                        ig = _sigmoid(a[j] + g[j])
+                        fg = _sigmoid(a[H + j] + g[H + j])
+                        gg = _tanh(a[2 * H + j] + g[2 * H + j])
+                        og = _sigmoid(a[3 * H + j] + g[3 * H + j])
                         cc = fg * cb[j] + ig * gg
                         hh = og * _tanh(cc)
                         cb[j] = cc
