@@ -76,6 +76,24 @@ def _read_words(words, words_file):
     return out or None
 
 
+def _per_file(ctx, files, run):
+    """``(path, run(path))`` for each file in turn; a file that fails is reported in one line and
+    skipped, and once all are done the command exits with status 1 if any failed."""
+    failed = 0
+    for path in files:
+        try:
+            result = run(path)
+        except (SpeechLSTMError, OSError, MemoryError) as exc:
+            if ctx.meta.get("speechlstm.debug"):
+                raise
+            failed += 1
+            click.echo(f"speechlstm: error: {error_line(exc, path)}", err=True)
+            continue
+        yield path, result
+    if failed:
+        ctx.exit(1)
+
+
 @main.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option("--model", "model_name", default=None, help="Model name or .npz path (default: the shipped model).")
@@ -97,16 +115,9 @@ def transcribe(ctx, files, model_name, fmt, output_dir, beam_size, words, words_
 
     model = load_model(model_name, device=device)
     allowed = [] if any_text else _read_words(words, words_file)
-    failed = 0
-    for path in files:
-        try:
-            result = model.transcribe(path, beam_size=beam_size, words=allowed, hotwords=list(hotwords) or None)
-        except (SpeechLSTMError, OSError, MemoryError) as exc:
-            if ctx.meta.get("speechlstm.debug"):
-                raise
-            failed += 1
-            click.echo(f"speechlstm: error: {error_line(exc, path)}", err=True)
-            continue
+    hot = list(hotwords) or None
+    for path, result in _per_file(ctx, files, lambda p: model.transcribe(p, beam_size=beam_size, words=allowed,
+                                                                         hotwords=hot)):
         text = format_result(result, fmt)
         if output_dir:
             os.makedirs(output_dir, exist_ok=True)
@@ -118,8 +129,6 @@ def transcribe(ctx, files, model_name, fmt, output_dir, beam_size, words, words_
             click.echo(f"{path}\t{result['text']}")
         else:
             click.echo(text, nl=False)
-    if failed:
-        ctx.exit(1)
 
 
 @main.command()
@@ -140,22 +149,11 @@ def classify(ctx, files, model_name, words, words_file, no_silence, fmt, device)
 
     model = load_model(model_name, device=device)
     cands = _read_words(words, words_file)
-    failed = 0
-    for path in files:
-        try:
-            res = model.classify(path, cands, no_speech=not no_silence)
-        except (SpeechLSTMError, OSError, MemoryError) as exc:
-            if ctx.meta.get("speechlstm.debug"):
-                raise
-            failed += 1
-            click.echo(f"speechlstm: error: {error_line(exc, path)}", err=True)
-            continue
+    for path, res in _per_file(ctx, files, lambda path: model.classify(path, cands, no_speech=not no_silence)):
         if fmt == "json":
             click.echo(json.dumps({"path": path, **res}))
         else:
             click.echo(f"{path}\t{res['label']}\t{res['probability']:.4f}")
-    if failed:
-        ctx.exit(1)
 
 
 @main.command()
