@@ -142,14 +142,20 @@ def transcribe(ctx, files, model_name, fmt, output_dir, beam_size, words, words_
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.pass_context
 def classify(ctx, files, model_name, words, words_file, no_silence, fmt, device):
-    """Say which candidate word each short clip in FILES holds (CTC likelihood of each candidate)."""
+    """Say which candidate word each short clip in FILES holds (CTC likelihood of each candidate).
+
+    FILES may be files, folders (walked for audio), glob patterns or manifests (.jsonl/.csv)."""
     import json
 
+    from .batch import expand_inputs
     from .model import load_model
 
+    paths = expand_inputs(files)
+    if not paths:
+        raise ParameterError(f"{' '.join(files)}: no audio files found")
     model = load_model(model_name, device=device)
     cands = _read_words(words, words_file)
-    for path, res in _per_file(ctx, files, lambda path: model.classify(path, cands, no_speech=not no_silence)):
+    for path, res in _per_file(ctx, paths, lambda path: model.classify(path, cands, no_speech=not no_silence)):
         if fmt == "json":
             click.echo(json.dumps({"path": path, **res}))
         else:

@@ -118,3 +118,22 @@ def test_classify_cli_goes_on_after_a_bad_file(tmp_path):
     assert r.returncode == 0, r.stderr
     obj = json.loads(r.stdout)
     assert obj["path"] == yes and obj["label"] == "yes" and [s["text"] for s in obj["scores"]] == ["yes", "no"]
+
+
+def test_classify_cli_takes_folders_and_manifests(tmp_path):
+    """A folder is walked for audio, a manifest read for paths; a folder with no audio is an error."""
+    from click.testing import CliRunner
+
+    from speechlstm.cli import main
+
+    r = CliRunner().invoke(main, ["classify", SAMPLES])
+    assert r.exit_code == 0, r.output
+    wavs = sorted(f for f in os.listdir(SAMPLES) if f.endswith(".wav"))
+    got = [ln.split("\t") for ln in r.output.strip().splitlines()]
+    assert [os.path.basename(p) for p, _, _ in got] == wavs
+    assert dict((os.path.basename(p), lab) for p, lab, _ in got)["sc_stop.wav"] == "stop"
+    r = CliRunner().invoke(main, ["classify", os.path.join(SAMPLES, "manifest.jsonl")])
+    assert r.exit_code == 0 and len(r.output.strip().splitlines()) == len(wavs)
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(main, ["classify", str(tmp_path / "empty")])
+    assert r.exit_code == 1 and f"{tmp_path / 'empty'}: no audio files found" in r.output
