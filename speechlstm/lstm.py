@@ -512,7 +512,7 @@ def lstm_forward(
         w_cat = np.concatenate([weights[l][d][0] for d in range(D)]) if D > 1 else weights[l][0][0]
         bias = np.concatenate([weights[l][d][2] + weights[l][d][3] for d in range(D)])
         gx = _scratch(workspace, "gx", (B, T, D * 4 * H), dtype)
-        matmul(inp.reshape(B * T, -1), w_cat.T, out=gx.reshape(B * T, D * 4 * H))  # biases: in the gate loop
+        matmul(inp.reshape(B * T, -1), w_cat.T, out=gx.reshape(B * T, D * 4 * H))  # biases: per step, in _forward_layer
         whh = np.ascontiguousarray(np.stack([weights[l][d][1] for d in range(D)]))
         mode = "train" if training else "eval"  # an inference call never overwrites a pending cache
         y = np.empty((B, T, D * H), dtype) if l == L - 1 else _scratch(workspace, f"{mode}/y{l}", (B, T, D * H), dtype)

@@ -151,7 +151,8 @@ def classify(self, audio, words=None, *, no_speech: bool = True) -> dict:
     -------
     dict
         ``{"label", "probability", "duration", "scores": [{"text", "log_likelihood",
-        "probability"}, ...]}`` — scores best first, probabilities within the candidate set.
+        "probability"}, ...]}`` — scores best first, probabilities within the candidate set;
+        ``log_likelihood`` is None for a candidate longer than the clip allows.
     """
     if words is None:
         words = self.vocabulary
@@ -164,8 +165,11 @@ def classify(self, audio, words=None, *, no_speech: bool = True) -> dict:
     if lp.shape[0] == 0:
         raise ParameterError("the audio is too short to classify (no feature frames)")
     scores = classify_scores(lp, cands, self.alphabet)
+    if not np.isfinite(scores[0]["log_likelihood"]):
+        raise ParameterError(f"the audio is too short for every candidate ({lp.shape[0]} feature frames)")
     return {"label": scores[0]["text"], "probability": round(scores[0]["probability"], 4), "duration": round(dur, 3),
-            "scores": [{"text": r["text"], "log_likelihood": round(r["log_likelihood"], 4),
+            "scores": [{"text": r["text"],  # None: the candidate needs more frames than the clip has
+                        "log_likelihood": round(r["log_likelihood"], 4) if np.isfinite(r["log_likelihood"]) else None,
                         "probability": round(r["probability"], 4)} for r in scores]}
 
 

@@ -137,3 +137,19 @@ def test_classify_cli_takes_folders_and_manifests(tmp_path):
     (tmp_path / "empty").mkdir()
     r = CliRunner().invoke(main, ["classify", str(tmp_path / "empty")])
     assert r.exit_code == 1 and f"{tmp_path / 'empty'}: no audio files found" in r.output
+
+
+def test_model_classify_short_clip_json_ready():
+    """A clip too short for some candidates: they get log_likelihood None (valid JSON, no -inf);
+    too short for all of them is a clear error."""
+    from speechlstm import load_model
+
+    m = load_model()
+    y = np.zeros(1600, np.float32)  # 0.1 s: a handful of frames
+    n = m.log_probs(y)[0].shape[0]
+    long_word = "z" * (n + 1)
+    res = m.classify(y, ["no", long_word])
+    json.dumps(res, allow_nan=False)
+    assert {s["text"]: s["log_likelihood"] for s in res["scores"]}[long_word] is None
+    with pytest.raises(ParameterError, match="too short for every candidate"):
+        m.classify(y, [long_word], no_speech=False)
