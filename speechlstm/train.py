@@ -57,6 +57,8 @@ class TrainConfig:
     min_lr: float = 5e-5
     clip: float = 5.0
     weight_decay: float = 0.0
+    ema: float = 0.0  # decay of an exponential moving average of the weights (e.g. 0.999; 0: off);
+    # when on, dev evaluation, model selection and the exported model use the averaged weights
     patience: int = 5  # epochs without dev improvement before stopping
     spec_augment: bool = True
     seed: int = 0
@@ -87,6 +89,12 @@ class TrainConfig:
         FeatureConfig.from_dict(cfg.features)  # validate early
         check_device_name(cfg.device)  # the GPU itself is looked for when training starts
         return cfg
+
+
+def _assign(model: AcousticModel, values: dict) -> None:
+    """Copy ``values`` into the model's parameter arrays in place (the optimizer holds those arrays)."""
+    for k, v in model.params.items():
+        v[...] = values[k]
 
 
 def load_config(path: str) -> TrainConfig:
@@ -319,10 +327,13 @@ class Trainer:
         opt = Adam(model.params, lr=c.lr, weight_decay=c.weight_decay)
         state = {"epoch": 0, "step": 0, "best": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
                  "cpu_seconds": 0.0}
+        if not 0.0 <= c.ema < 1.0:
+            raise ParameterError(f"ema must lie in [0, 1), got {c.ema!r}")
+        ema = {k: v.copy() for k, v in model.params.items()} if c.ema else None
         fingerprint = self._fingerprint()
         state["fingerprint"] = fingerprint
         if resume and os.path.exists(self.ckpt_path):
-            state = self._load_checkpoint(model, opt, fingerprint)
+            state = self._load_checkpoint(model, opt, fingerprint, ema)
         elif os.path.exists(self.log_path) and not resume:
             os.remove(self.log_path)
         lengths = np.array([x.shape[0] for x in self.train_x])
@@ -347,12 +358,20 @@ class Trainer:
                 model.backward(grad / B, input_grad=False)
                 clip_grad_norm(model.grads, c.clip)
                 opt.step(model.grads, lr=self._lr(state["step"], epoch))
+                if ema is not None:
+                    for k, v in model.params.items():
+                        e = ema[k]
+                        e *= c.ema
+                        e += (1.0 - c.ema) * v
                 state["step"] += 1
                 frames += int(il.sum())
                 tot_loss += float(loss[finite].sum())
                 n_utt += int(finite.sum())
                 bar.set_postfix(loss=f"{tot_loss / max(n_utt, 1):.3f}", fps=f"{frames / (time.time() - t0):.0f}")
             bar.close()
+            if ema is not None:  # evaluate (and export) the averaged weights; training goes on from the raw ones
+                raw = {k: v.copy() for k, v in model.params.items()}
+                _assign(model, ema)
             dev = self.evaluate(model, self.dev_x, self.dev_y, self.dev_texts) if self.dev_x else {}
             state["cpu_seconds"] += time.process_time() - cpu0
             rec = {"epoch": epoch + 1, "step": state["step"], "train_loss": tot_loss / max(n_utt, 1),
@@ -368,8 +387,10 @@ class Trainer:
                 self._export(model, state, n_params)
             else:
                 state["bad_epochs"] += 1
+            if ema is not None:
+                _assign(model, raw)
             state["epoch"] = epoch + 1
-            self._save_checkpoint(model, opt, state)
+            self._save_checkpoint(model, opt, state, ema)
             self._plot(state["history"])
             if c.progress:
                 print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}))
@@ -381,6 +402,8 @@ class Trainer:
         d = dataclasses.asdict(self.cfg)
         for k in ("epochs", "patience", "progress", "workers", "out_dir", "cache_dir", "device"):
             d.pop(k, None)
+        if not d.get("ema"):  # runs without it keep the fingerprint they had before the option existed
+            d.pop("ema", None)
         h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
         h.update(str(len(self.train_x)).encode())
         h.update(str(sum(x.shape[0] for x in self.train_x)).encode())
@@ -395,15 +418,16 @@ class Trainer:
         save_model(self.best_path, model, features=self.fcfg, alphabet=self.alphabet, stats=self.stats,
                    vocabulary=c.vocabulary or None, training=training, name=c.name)
 
-    def _save_checkpoint(self, model, opt, state):
+    def _save_checkpoint(self, model, opt, state, ema=None):
         arrays = {f"param/{k}": v for k, v in model.params.items()}
         arrays.update({f"opt/{k}": v for k, v in opt.state_dict().items()})
+        arrays.update({f"ema/{k}": v for k, v in (ema or {}).items()})
         arrays["state"] = np.frombuffer(json.dumps(state).encode(), np.uint8)
         tmp = self.ckpt_path + ".tmp.npz"
         np.savez(tmp, **arrays)
         os.replace(tmp, self.ckpt_path)
 
-    def _load_checkpoint(self, model, opt, fingerprint):
+    def _load_checkpoint(self, model, opt, fingerprint, ema=None):
         with np.load(self.ckpt_path, allow_pickle=False) as z:
             state = json.loads(z["state"].tobytes().decode())
             if state.get("fingerprint") != fingerprint:
@@ -412,6 +436,8 @@ class Trainer:
             for k, v in model.params.items():
                 v[...] = z[f"param/{k}"]
             opt.load_state_dict({k[4:]: z[k] for k in z.files if k.startswith("opt/")})
+            for k, v in (ema or {}).items():
+                v[...] = z[f"ema/{k}"]
             return state
 
     def _plot(self, history):
