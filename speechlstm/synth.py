@@ -10,6 +10,8 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import List, Optional, Sequence
@@ -107,7 +109,7 @@ def render(text: str, voice: Voice, out_path: str, *, timeout: float = 30.0) -> 
     """Render ``text`` with ``voice`` into a WAV file; raises DataError on failure."""
     if not engine_available(voice.engine):
         raise DataError(f"{voice.engine} is not installed (Debian package {voice.engine})")
-    tmp = out_path + ".part.wav"
+    tmp = f"{out_path}.{os.getpid()}-{threading.get_ident()}.part.wav"  # never shared by two renders
     try:
         r = subprocess.run(voice.command(text, tmp), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -125,7 +127,9 @@ def synthesize(texts: Sequence[str], out_dir: str, *, voices: Optional[Sequence[
     """Render every text once, each with a voice drawn (seeded) from ``voices``.
 
     Returns manifest rows ``{"path", "text", "speaker", "duration", "voice"}``; files already
-    rendered (same text, voice) are reused, so a re-run is cheap.
+    rendered (same text, voice) are reused, so a re-run is cheap, and a (text, voice) pair drawn
+    twice is rendered once.  A render that fails is reported in one line on stderr and its rows
+    are left out; only when every render fails is it an error.
     """
     import soundfile as sf
     from tqdm import tqdm
@@ -141,17 +145,24 @@ def synthesize(texts: Sequence[str], out_dir: str, *, voices: Optional[Sequence[
 
     def one(job):
         text, v, path = job
-        if not os.path.exists(path):
-            render(text, v, path)
-        info = sf.info(path)
-        return {"path": path, "text": text, "speaker": v.speaker, "duration": round(info.duration, 3),
-                "voice": asdict(v)}
+        try:
+            if not os.path.exists(path):
+                render(text, v, path)
+            return path, round(sf.info(path).duration, 3), None
+        except (DataError, OSError, RuntimeError) as exc:  # soundfile raises RuntimeError subclasses
+            return path, None, str(exc)
 
-    rows = []
+    unique = list({path: (text, v, path) for text, v, path in jobs}.values())
+    done = {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
-        it = ex.map(one, jobs)
+        it = ex.map(one, unique)
         if progress:
-            it = tqdm(it, total=len(jobs), desc="synth", unit="utt")
-        for row in it:
-            rows.append(row)
-    return rows
+            it = tqdm(it, total=len(unique), desc="synth", unit="utt")
+        for path, duration, err in it:
+            done[path] = duration
+            if err is not None:
+                print(f"speechlstm: warning: {path}: skipped ({err})", file=sys.stderr)
+    if unique and all(d is None for d in done.values()):
+        raise DataError(f"{out_dir}: every synthesis failed (first: {jobs[0][1].speaker})")
+    return [{"path": path, "text": text, "speaker": v.speaker, "duration": done[path], "voice": asdict(v)}
+            for text, v, path in jobs if done[path] is not None]

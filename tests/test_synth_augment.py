@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -69,3 +71,33 @@ def test_trim_onset_cuts_into_the_speech():
     aug = A.Augmenter(p_trim=1.0, p_noise=0, p_gain=0, p_speed=0, p_reverb=0, p_telephone=0)
     out = aug(y, np.random.default_rng(0))
     assert word.size - 0.08 * sr <= out.size <= word.size
+
+
+def test_synthesize_renders_repeated_pairs_once_and_skips_failures(tmp_path, capsys, monkeypatch):
+    """One voice and the same text many times over four threads: one file, every row kept (two
+    threads rendering one path used to collide on its temporary file). A voice the engine refuses
+    is reported in one line and left out; only all renders failing is an error."""
+    from speechlstm import DataError
+
+    v = Voice("espeak-ng", "en-us", "", 1.0, 1.0)
+    rows = synthesize(["go"] * 12, str(tmp_path / "a"), voices=[v], workers=4, progress=False)
+    assert len(rows) == 12 and len({r["path"] for r in rows}) == 1
+    assert [f for f in os.listdir(tmp_path / "a")] == [os.path.basename(rows[0]["path"])]
+    import speechlstm.synth as S
+
+    bad = Voice("espeak-ng", "en-us", "", 0.5, 0.5)  # both engines fall back on unknown voices: a render
+    real = S.render                                   # that fails is simulated for this one
+
+    def render(text, voice, path, **kw):
+        if voice == bad:
+            raise DataError(f"espeak-ng failed for {text!r} with voice {voice.speaker}: simulated")
+        return real(text, voice, path, **kw)
+
+    monkeypatch.setattr(S, "render", render)
+    with pytest.raises(DataError, match="every synthesis failed"):
+        synthesize(["yes", "no"], str(tmp_path / "b"), voices=[bad], workers=2, progress=False)
+    err = capsys.readouterr().err
+    assert err.count("speechlstm: warning:") == 2 and "skipped" in err
+    mixed = synthesize(["yes", "no", "up"], str(tmp_path / "c"), voices=[v, bad], seed=1, workers=2, progress=False)
+    speakers = {r["speaker"] for r in mixed}
+    assert speakers <= {v.speaker} and 0 < len(mixed) <= 3
