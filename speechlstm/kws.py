@@ -34,6 +34,7 @@ import numpy as np
 from numba import njit, prange
 
 from .alphabet import Alphabet, normalize_text
+from .ctc import _lse
 from .errors import ParameterError
 
 __all__ = ["spot_keywords", "keyword_scores", "classify_scores", "NO_SPEECH"]
@@ -180,7 +181,9 @@ def spot_keywords(logp: np.ndarray, keywords: Sequence[str], alphabet: Alphabet,
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def _ctc_log_likelihoods(lp, ids, n_ids, blank, out):
-    """out[k] = log p(ids[k, :n_ids[k]] | lp) summed over all CTC alignments; lp [T, C] float64."""
+    """out[k] = log p(ids[k, :n_ids[k]] | lp) summed over all CTC alignments; lp [T, C] float64.
+    The forward (alpha) recursion of :mod:`speechlstm.ctc` alone, in O(S) memory per candidate:
+    ``ctc_loss`` would also build a [K, T, C] gradient, gigabytes for an hour-long input."""
     T = lp.shape[0]
     for k in prange(ids.shape[0]):
         S = 2 * n_ids[k] + 1  # blank, c1, blank, ..., cK, blank
@@ -194,24 +197,15 @@ def _ctc_log_likelihoods(lp, ids, n_ids, blank, out):
                 sym = blank if s % 2 == 0 else ids[k, s // 2]
                 a = alpha[s]
                 if s >= 1:
-                    b = alpha[s - 1]
-                    m = max(a, b)
-                    if m > -np.inf:
-                        a = m + np.log(np.exp(a - m) + np.exp(b - m))
+                    a = _lse(a, alpha[s - 1])
                 if s >= 2 and s % 2 == 1 and sym != ids[k, s // 2 - 1]:
-                    b = alpha[s - 2]
-                    m = max(a, b)
-                    if m > -np.inf:
-                        a = m + np.log(np.exp(a - m) + np.exp(b - m))
+                    a = _lse(a, alpha[s - 2])
                 nxt[s] = a + lp[t, sym]
             for s in range(S):
                 alpha[s] = nxt[s]
         a = alpha[S - 1]
         if S > 1:
-            b = alpha[S - 2]
-            m = max(a, b)
-            if m > -np.inf:
-                a = m + np.log(np.exp(a - m) + np.exp(b - m))
+            a = _lse(a, alpha[S - 2])
         out[k] = a
 
 
