@@ -158,11 +158,13 @@ def synthesize(texts: Sequence[str], out_dir: str, *, voices: Optional[Sequence[
         it = ex.map(one, unique)
         if progress:
             it = tqdm(it, total=len(unique), desc="synth", unit="utt")
+        errors = []
         for path, duration, err in it:
             done[path] = duration
             if err is not None:
+                errors.append(err)
                 print(f"speechlstm: warning: {path}: skipped ({err})", file=sys.stderr)
-    if unique and all(d is None for d in done.values()):
-        raise DataError(f"{out_dir}: every synthesis failed (first: {jobs[0][1].speaker})")
+    if unique and len(errors) == len(unique):
+        raise DataError(f"{out_dir}: every synthesis failed (the first: {errors[0]})")
     return [{"path": path, "text": text, "speaker": v.speaker, "duration": done[path], "voice": asdict(v)}
             for text, v, path in jobs if done[path] is not None]
