@@ -238,8 +238,8 @@ def evaluate(model_name, data, task, report_dir, beam_size, keywords, limit, wor
     model = load_model(model_name)
     rows = read_any(data)[: limit or None]
     kws = [k.strip() for k in keywords.split(",")] if keywords else None
-    ws = [w.strip() for w in words.split(",") if w.strip()] if words else None
-    res = run_eval(model, rows, task, beam_size=beam_size, keywords=kws, words=ws, no_speech=not no_silence)
+    res = run_eval(model, rows, task, beam_size=beam_size, keywords=kws, words=_read_words(words, None),
+                   no_speech=not no_silence)
     paths = write_report(res, report_dir)
     keys = ("utterances", "wer", "cer", "accuracy", "rtf", "miss_rate_at_0.5_fa_per_hour")
     click.echo(json.dumps({k: res[k] for k in keys if k in res}))

@@ -198,10 +198,11 @@ def evaluate_model_suite(model_path: str, manifests: Dict[str, str], out_dir: st
         metrics[f"{key}_utterances"] = res["utterances"]
         metrics[f"{key}_rtf"] = round(res["rtf"], 5)
     if "test_fsdd" in manifests:  # the same clips decoded with a digits-only word list, and classified
-        res = evaluate(model, read_any(manifests["test_fsdd"]), "transcribe", words=DIGIT_WORDS)
+        fsdd = read_any(manifests["test_fsdd"])
+        res = evaluate(model, fsdd, "transcribe", words=DIGIT_WORDS)
         write_report(res, os.path.join(out_dir, "test_fsdd_digits"))
         metrics["fsdd_digit_accuracy_digit_words"] = res["sentence_accuracy"]
-        single = [r for r in read_any(manifests["test_fsdd"]) if r["text"] in DIGIT_WORDS]
+        single = [r for r in fsdd if r["text"] in DIGIT_WORDS]
         if single:  # closed-set: which of the ten digits (clips holding one digit word)
             res = evaluate(model, single, "classify", words=DIGIT_WORDS, no_speech=False)
             write_report(res, os.path.join(out_dir, "test_fsdd_classify"))

@@ -433,8 +433,7 @@ class Trainer:
             if state.get("fingerprint") != fingerprint:
                 raise DataError(f"{self.ckpt_path}: the checkpoint was made with another configuration or data; "
                                 f"use a new out_dir (or delete the checkpoint) to start afresh")
-            for k, v in model.params.items():
-                v[...] = z[f"param/{k}"]
+            _assign(model, {k: z[f"param/{k}"] for k in model.params})
             opt.load_state_dict({k[4:]: z[k] for k in z.files if k.startswith("opt/")})
             for k, v in (ema or {}).items():
                 v[...] = z[f"ema/{k}"]
