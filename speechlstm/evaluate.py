@@ -15,6 +15,7 @@ from .data import COMMAND_CLASSES, read_any
 from .errors import ParameterError, error_line
 from .kws import NO_SPEECH
 from .metrics import cer, command_class, confusion_matrix, wer
+from .transcribe import word_list
 
 __all__ = ["evaluate", "evaluate_model_suite", "write_report"]
 
@@ -91,8 +92,7 @@ def evaluate(model, rows: List[dict], task: str, *, beam_size: int = 16, words=N
         out["keywords"] = list(kws)
         return out
     if task == "classify":
-        if isinstance(words, str):
-            words = [w for w in words.replace(",", " ").split() if w]
+        words = word_list(words)
         hyps, audio_s, proc_s, failures = _timed_results(
             rows, lambda p: model.classify(p, words, no_speech=no_speech), "label")
         hyps = [None if h is None else ("" if h == NO_SPEECH else h) for h in hyps]

@@ -23,7 +23,7 @@ SEGMENT_SECONDS = 30.0  # s, longest segment run through the LSTM at once
 SEGMENT_SEARCH_SECONDS = 10.0  # s, where (at the end of a segment) the quietest cut point is sought
 CUT_WINDOW_SECONDS = 0.1  # s, energy window for choosing the cut
 
-__all__ = ["transcribe", "classify", "spot", "stream", "log_probs", "iter_segments"]
+__all__ = ["transcribe", "classify", "spot", "stream", "log_probs", "iter_segments", "word_list"]
 
 
 def _cut_point(y: np.ndarray, sr: int) -> int:
@@ -80,11 +80,14 @@ def log_probs(self, audio) -> Tuple[np.ndarray, float]:
     return np.concatenate(parts), dur
 
 
+def word_list(words):
+    """A word-list argument as a list: a str is split on commas and whitespace; a list or None
+    passes through."""
+    return [w for w in words.replace(",", " ").split() if w] if isinstance(words, str) else words
+
+
 def _decoder(self, beam_size, words, hotwords, lm):
-    if words is None:
-        words = self.vocabulary
-    elif isinstance(words, str):
-        words = [w for w in words.replace(",", " ").split() if w]
+    words = self.vocabulary if words is None else word_list(words)
     return BeamSearchDecoder(self.alphabet, beam_width=beam_size, words=words or None, hotwords=hotwords, lm=lm)
 
 
@@ -158,9 +161,7 @@ def classify(self, audio, words=None, *, no_speech: bool = True) -> dict:
         words = self.vocabulary
         if not words:
             raise ParameterError("this model has no vocabulary: pass the candidate words")
-    elif isinstance(words, str):
-        words = [w for w in words.replace(",", " ").split() if w]
-    cands = list(words) + ([NO_SPEECH] if no_speech else [])
+    cands = list(word_list(words)) + ([NO_SPEECH] if no_speech else [])
     lp, dur = log_probs(self, audio)
     if lp.shape[0] == 0:
         raise ParameterError("the audio is too short to classify (no feature frames)")
