@@ -109,6 +109,8 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum):
 @click.option("--singles", default=60, show_default=True, help="Synthetic renders per vocabulary word.")
 @click.option("--sequences", default=3000, show_default=True, help="Synthetic word sequences.")
 @click.option("--copies", default=2, show_default=True, help="Augmented copies per clip.")
+@click.option("--sc-copies", type=click.IntRange(min=0), default=None,
+              help="Augmented copies per Speech Commands training clip (real speakers; default: --copies).")
 @click.option("--fmax", default=4000.0, show_default=True,
               help="Highest mel frequency (Hz): 4000 makes 8 kHz (telephone, FSDD) and 16 kHz audio look alike.")
 @click.option("--p-telephone", default=0.3, show_default=True, help="Share of augmented copies band-limited to 8 kHz.")
@@ -129,7 +131,7 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum):
 @click.option("--workers", default=2, show_default=True)
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
-def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, fmax, p_telephone, p_trim, trim_max, p_hum,
+def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, sc_copies, fmax, p_telephone, p_trim, trim_max, p_hum,
          dev_mode, arctic, ema, seed, run_name, workers, export_name):
     from speechlstm.train import TrainConfig, Trainer
 
@@ -158,6 +160,10 @@ def main(data_root, work, epochs, hidden, layers, unidirectional, singles, seque
         train_rows, dev_rows, sfx = syn_train + syn_dev + sc["train"] + fsdd_train + fsdd_dev + noise_only, sc["dev"], "-heldout"
     else:
         train_rows, dev_rows, sfx = syn_train + sc["train"] + fsdd_train + noise_only, sc["dev"] + fsdd_dev + syn_dev, ""
+    if sc_copies is not None and sc_copies != copies:  # a row's "copies" overrides augment_copies
+        sc_paths = {r["path"] for r in sc["train"]}
+        train_rows = [dict(r, copies=sc_copies) if r["path"] in sc_paths else r for r in train_rows]
+        sfx = f"{sfx}-sc{sc_copies}"
     if arctic_rows:
         train_rows, sfx = train_rows + arctic_rows, f"{sfx}-arctic{len(arctic_rows)}"
     m["train"] = write_manifest(train_rows, os.path.join(work, f"train{sfx}.jsonl"))

@@ -43,7 +43,7 @@ class TrainConfig:
     out_dir: str = "runs/model"
     cache_dir: str = ""  # default: <out_dir>/cache
     noise: List[str] = field(default_factory=list)  # folders of background-noise clips
-    augment_copies: int = 1  # augmented copies per clip, besides the clean one
+    augment_copies: int = 1  # augmented copies per clip, besides the clean one (a manifest row's "copies" overrides it)
     augment: dict = field(default_factory=dict)  # Augmenter fields (probabilities, ranges)
     features: dict = field(default_factory=dict)  # FeatureConfig fields
     hidden_size: int = 128
@@ -180,6 +180,17 @@ class FeatureCache:
         Augmenter(**self.augment)  # validate the field names now
         os.makedirs(cache_dir, exist_ok=True)
 
+    @staticmethod
+    def _copies(rows, copies: int) -> List[int]:
+        """Augmented copies per row: the row's ``copies`` field where it has one, else ``copies``."""
+        out = []
+        for r in rows:
+            c = r.get("copies", copies)
+            if not isinstance(c, (int, np.integer)) or isinstance(c, bool) or c < 0:
+                raise DataError(f"{r['path']}: 'copies' must be a non-negative integer, got {c!r}")
+            out.append(int(c))
+        return out
+
     def _key(self, rows, copies) -> str:
         h = hashlib.sha256()
         base_cfg = self.cfg.replace(cmvn="none")
@@ -188,11 +199,14 @@ class FeatureCache:
         for r in rows:
             st = os.stat(r["path"]) if os.path.exists(r["path"]) else None
             h.update(f"{r['path']}|{r['text']}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}".encode())
+            if "copies" in r:  # only then, so caches written before the field existed stay valid
+                h.update(f"|copies={r['copies']}".encode())
         return h.hexdigest()[:20]
 
     def get(self, rows: List[dict], copies: int = 0):
         """Returns (list of base feature arrays, list of texts, list of rows) for the clean clips
-        and ``copies`` augmented copies of each."""
+        and ``copies`` augmented copies of each (a row's own ``copies`` field overrides it)."""
+        n_copies = self._copies(rows, copies)
         path = os.path.join(self.dir, f"feats-{self._key(rows, copies)}.npz")
         if os.path.exists(path):
             with np.load(path, allow_pickle=False) as z:
@@ -201,9 +215,10 @@ class FeatureCache:
             return feats, [rows[i]["text"] for i in idx], [rows[i] for i in idx]
         from tqdm import tqdm
 
-        jobs = [(r["path"], c, self.seed, self.cfg.replace(cmvn="none").to_dict()) for c in range(copies + 1)
-                for r in rows]
-        owner = [i for c in range(copies + 1) for i in range(len(rows))]
+        owner = [i for c in range(max(n_copies, default=0) + 1) for i in range(len(rows)) if c <= n_copies[i]]
+        cfg_dict = self.cfg.replace(cmvn="none").to_dict()
+        jobs = [(rows[i]["path"], c, self.seed, cfg_dict) for c in range(max(n_copies, default=0) + 1)
+                for i in range(len(rows)) if c <= n_copies[i]]
         feats, idx, errors = [], [], []
         with ProcessPoolExecutor(max_workers=max(1, self.workers), initializer=_init_worker,
                                  initargs=(self.noise, self.cfg.sample_rate, self.augment)) as ex:

@@ -182,3 +182,29 @@ def test_ema_weights_are_evaluated_exported_and_resumed(tiny_corpus, tmp_path):
     assert all(np.array_equal(w[k], ema1[k]) for k in ema1) and not all(np.array_equal(w[k], raw1[k]) for k in raw1)
     with pytest.raises(ParameterError, match="ema"):
         Trainer(_cfg(d, train, dev, tmp_path / "c", ema=1.0)).run()
+
+
+def test_manifest_copies_field_overrides_augment_copies(tiny_corpus, tmp_path):
+    from speechlstm.data import read_manifest
+    from speechlstm.features import FeatureConfig
+    from speechlstm.train import FeatureCache
+
+    d, train, _ = tiny_corpus
+    rows = read_manifest(train)[:4]
+    cache = FeatureCache(str(tmp_path / "cache"), FeatureConfig(), workers=1, progress=False)
+    plain, _, plain_rows = cache.get(rows, 1)
+    assert len(plain) == 8
+    rows[0] = dict(rows[0], copies=3)  # three augmented copies of this clip, none of the others
+    rows[2] = dict(rows[2], copies=0)
+    feats, texts, got = cache.get(rows, 1)
+    per_path = {r["path"]: sum(g["path"] == r["path"] for g in got) for r in rows}
+    assert [per_path[r["path"]] for r in rows] == [4, 2, 1, 2]
+    # the clean clip and the first copy of a row are the ones computed without the field
+    first = [f for f, g in zip(feats, got) if g["path"] == rows[0]["path"]]
+    before = [f for f, g in zip(plain, plain_rows) if g["path"] == rows[0]["path"]]
+    np.testing.assert_array_equal(first[0], before[0])
+    np.testing.assert_array_equal(first[1], before[1])
+    assert not np.array_equal(first[1], first[2])  # further copies draw other augmentations
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(DataError, match="'copies' must be a non-negative integer"):
+            cache.get([dict(rows[1], copies=bad)], 1)
