@@ -4,6 +4,11 @@
 
 Prints median wall times and the ratio speechlstm / PyTorch (lower is better) for
 R1 streaming inference, R2 batch inference and R3 a training step (forward+backward+Adam).
+
+``--floor`` also times, for R2, only the matrix products an LSTM forward cannot avoid (the input
+projection of every layer, one ``W_hh`` product per step and direction), once through the BLAS
+speechlstm calls and once through PyTorch's, beside PyTorch's whole LSTM: how far below PyTorch's
+time any implementation of the same arithmetic on these BLAS libraries can go.
 PyTorch (the test extra) is only the baseline here; speechlstm never imports it.
 """
 import json
@@ -76,13 +81,80 @@ def run(threads, repeats, only=None, rounds=3):
     return rows
 
 
+def _step_gemms():
+    import numba
+
+    @numba.njit(parallel=True)
+    def steps(whh, h_t, acc_t, n_steps):  # one task per direction, as in lstm._forward_layer
+        for d in numba.prange(whh.shape[0]):
+            for _ in range(n_steps):
+                np.dot(whh[d], h_t[d], acc_t[d])
+    return steps
+
+
+def floor(threads, repeats, rounds, name="R2"):
+    """Median times of the unavoidable matrix products of scenario ``name``'s forward pass
+    (ours: speechlstm.linalg.matmul + per-step BLAS in Numba tasks; torch: torch.mm / torch.bmm)
+    and of PyTorch's whole nn.LSTM forward, alternating."""
+    import numba
+    import torch
+
+    from speechlstm.linalg import matmul, prepare_blas
+
+    torch.set_num_threads(threads)
+    numba.set_num_threads(threads)
+    prepare_blas()
+    s = SCENARIOS[name]
+    B, T, I, H, L, D = s["B"], s["T"], s["I"], s["H"], s["L"], 2 if s["bi"] else 1
+    rng = np.random.default_rng(0)
+    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    inputs = [f32(B * T, I if l == 0 else D * H) for l in range(L)]
+    w_cat_t = [np.ascontiguousarray(f32(D * 4 * H, a.shape[1]).T) for a in inputs]
+    gx = np.empty((B * T, D * 4 * H), np.float32)
+    whh, h_t, acc_t = f32(D, 4 * H, H), f32(D, H, B), np.empty((D, 4 * H, B), np.float32)
+    steps = _step_gemms()
+    steps(whh, h_t, acc_t, 1)
+
+    def ours():
+        for l in range(L):
+            matmul(inputs[l], w_cat_t[l], out=gx)
+            steps(whh, h_t, acc_t, T)
+
+    tin = [torch.from_numpy(a) for a in inputs]
+    tw = [torch.from_numpy(w) for w in w_cat_t]
+    tgx, twhh, th, tacc = torch.from_numpy(gx.copy()), torch.from_numpy(whh), torch.from_numpy(h_t), torch.from_numpy(acc_t.copy())
+
+    def theirs():
+        with torch.no_grad():
+            for l in range(L):
+                torch.mm(tin[l], tw[l], out=tgx)
+                for _ in range(T):
+                    torch.bmm(twhh, th, out=tacc)
+
+    ref = torch.nn.LSTM(I, H, L, batch_first=True, bidirectional=s["bi"])
+    xt = torch.from_numpy(f32(B, T, I))
+
+    def lstm():
+        with torch.no_grad():
+            ref(xt)
+
+    times = {"ours": [], "torch_blas": [], "torch_lstm": []}
+    for _ in range(rounds):
+        for k, fn in (("torch_lstm", lstm), ("ours", ours), ("torch_blas", theirs)):
+            times[k].append(median_time(fn, repeats))
+    out = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    gflop = 2 * B * T * 4 * H * D * (I + (L - 1) * D * H + L * H) / 1e9
+    return out, gflop
+
+
 @click.command()
 @click.option("--threads", default=2, show_default=True, help="Threads for both libraries.")
 @click.option("--repeats", default=7, show_default=True, help="Timed runs per median.")
 @click.option("--rounds", default=3, show_default=True, help="Alternating rounds (PyTorch, then ours) per scenario.")
 @click.option("--only", multiple=True, help="Scenario(s) to run (R1, R2, R3).")
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the rows as JSON.")
-def main(threads, repeats, rounds, only, json_out):
+@click.option("--floor", "with_floor", is_flag=True, help="Also time R2's unavoidable matrix products alone.")
+def main(threads, repeats, rounds, only, json_out, with_floor):
     import torch
 
     rows = run(threads, repeats, only, rounds)
@@ -93,6 +165,17 @@ def main(threads, repeats, rounds, only, json_out):
     for r in rows:
         print(f"| {r['scenario']} {r['what']} | {r['shape']} | {r['speechlstm_ms']:.2f} | {r['pytorch_ms']:.2f} "
               f"| {r['ratio']:.2f} |")
+    if with_floor:
+        ms, gflop = floor(threads, repeats, rounds)
+        lstm_ms = ms["torch_lstm"]
+        print(f"\nR2's matrix products alone ({gflop:.1f} GFLOP: input projections + one W_hh product per step "
+              f"and direction), beside PyTorch's whole LSTM forward ({lstm_ms:.1f} ms):")
+        print("| products through | ms | GFLOP/s | x PyTorch LSTM |")
+        print("|---|---:|---:|---:|")
+        for k, label in (("ours", "speechlstm's BLAS calls (SciPy OpenBLAS, Numba tasks)"),
+                         ("torch_blas", "PyTorch's BLAS (torch.mm / torch.bmm)")):
+            print(f"| {label} | {ms[k]:.1f} | {gflop / ms[k] * 1e3:.0f} | {ms[k] / lstm_ms:.2f} |")
+        rows.append({"scenario": "R2-floor", **{f"{k}_ms": v for k, v in ms.items()}, "gflop": gflop})
     if json_out:
         with open(json_out, "w") as f:
             json.dump(rows, f, indent=2)
