@@ -126,13 +126,15 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum):
               help="ARCTIC sentences (arctic_cathy) added to training: real read speech, any words (0: none).")
 @click.option("--ema", default=0.0, show_default=True,
               help="Decay of the weights' moving average used for selection and export (e.g. 0.999; 0: off).")
+@click.option("--dropout", default=0.0, show_default=True,
+              help="Dropout on each LSTM layer's output in training (0: off).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--run-name", default="", help="Run folder under --work (default: bi or uni).")
 @click.option("--workers", default=2, show_default=True)
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
 def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, sc_copies, fmax, p_telephone, p_trim, trim_max, p_hum,
-         dev_mode, arctic, ema, seed, run_name, workers, export_name):
+         dev_mode, arctic, ema, dropout, seed, run_name, workers, export_name):
     from speechlstm.train import TrainConfig, Trainer
 
     t_start = time.time()
@@ -187,7 +189,7 @@ def main(data_root, work, epochs, hidden, layers, unidirectional, singles, seque
                       bidirectional=not unidirectional, epochs=epochs, seed=seed, workers=workers,
                       features={"cmvn": "global" if unidirectional else "utterance", "fmax": fmax},
                       augment=augment_fields(p_telephone, p_trim, trim_max, p_hum),
-                      vocabulary=list(SPEECH_COMMANDS_WORDS), patience=6, ema=ema,
+                      vocabulary=list(SPEECH_COMMANDS_WORDS), patience=6, ema=ema, dropout=dropout,
                       name="commands-stream" if unidirectional else "commands")
     Trainer(cfg).run(resume=True)
     train_seconds = time.time() - t_start

@@ -26,6 +26,17 @@ def _check_int(name, v, low=1):
     return int(v)
 
 
+def _check_dropout(p) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0.0 <= p < 1.0:
+        raise ParameterError(f"dropout must lie in [0, 1), got {p!r}")
+    return float(p)
+
+
+def _dropout_mask(rng: np.random.Generator, shape, p: float, dtype) -> np.ndarray:
+    """Inverted dropout: 0 with probability ``p``, else 1/(1-p)."""
+    return (rng.random(shape, dtype=np.float32) >= p).astype(dtype) * dtype.type(1.0 / (1.0 - p))
+
+
 def _rng(seed):
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
@@ -68,9 +79,16 @@ class LSTM(_Module):
     dtype : np.float32 or np.float64
     seed : int, np.random.Generator or None
         initialisation is PyTorch's: every parameter uniform in ±1/sqrt(hidden_size).
+    dropout : float in [0, 1)
+        as PyTorch's: in training mode, each layer's output but the last's is zeroed with this
+        probability (element-wise, kept ones scaled by 1/(1-dropout)) before the next layer reads
+        it.  The masks come from the attribute ``dropout_rng`` (a ``np.random.Generator``; None,
+        the default, draws fresh entropy — set it for reproducible masks).  Inference is unaffected.
     """
 
-    def __init__(self, input_size, hidden_size, *, num_layers=1, bidirectional=False, dtype=np.float32, seed=None):
+    def __init__(self, input_size, hidden_size, *, num_layers=1, bidirectional=False, dtype=np.float32, seed=None,
+                 dropout=0.0):
+        self.dropout = _check_dropout(dropout)
         self.input_size = _check_int("input_size", input_size)
         self.hidden_size = H = _check_int("hidden_size", hidden_size)
         self.num_layers = _check_int("num_layers", num_layers)
@@ -94,7 +112,9 @@ class LSTM(_Module):
         self.device = "cpu"
         self._cache = None
         self._workspace = _lstm.Workspace()  # CPU scratch reused call to call (see lstm.Workspace)
+        self._layer_workspaces = []  # one per layer when dropout runs the layers one call each
         self.grad_state = None
+        self.dropout_rng = None  # np.random.Generator for the dropout masks; None: a fresh, unseeded one
 
     def to(self, device: str) -> "LSTM":
         """Run forward and backward on ``"cpu"``, ``"cuda"`` (numba.cuda kernels, float32) or
@@ -145,15 +165,53 @@ class LSTM(_Module):
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise ParameterError(f"x must be [B, T, {self.input_size}], got shape {x.shape}")
         h0, c0 = (None, None) if state is None else state
-        extra = {}
-        if self.device == "cuda":
-            from .gpu_lstm import gpu_lstm_forward as forward
-        else:
-            forward, extra = _lstm.lstm_forward, {"workspace": self._workspace}
-        y, (hn, cn), cache = forward(x.astype(self.dtype, copy=False), self.weights(), lengths=lengths,
-                                     h0=h0, c0=c0, training=self.training, **extra)
+        x = x.astype(self.dtype, copy=False)
+        if self.training and self.dropout > 0 and self.num_layers > 1:
+            return self._forward_dropout(x, lengths, h0, c0)
+        forward, extra = self._kernels("forward")
+        y, (hn, cn), cache = forward(x, self.weights(), lengths=lengths, h0=h0, c0=c0, training=self.training,
+                                     **extra)
         self._cache = cache
         return y, (hn, cn)
+
+    def _kernels(self, which, layer=None, cache=None):
+        """(function, extra keyword arguments) of the CPU or CUDA forward, or of the backward that
+        fits ``cache``; ``layer`` picks that layer's own CPU workspace (the layer-by-layer path
+        keeps every layer's cache)."""
+        if which == "forward" and self.device == "cuda":
+            from .gpu_lstm import gpu_lstm_forward as fn
+            return fn, {}
+        if which == "backward" and not isinstance(cache, _lstm.LSTMCache):
+            from .gpu_lstm import gpu_lstm_backward as fn
+            return fn, {}
+        ws = self._workspace
+        if layer is not None:
+            while len(self._layer_workspaces) <= layer:
+                self._layer_workspaces.append(_lstm.Workspace())
+            ws = self._layer_workspaces[layer]
+        return (_lstm.lstm_forward if which == "forward" else _lstm.lstm_backward), {"workspace": ws}
+
+    def _forward_dropout(self, x, lengths, h0, c0):
+        """Training with dropout: one kernel call per layer, a fresh mask on each output but the last."""
+        D, L = self.num_directions, self.num_layers
+        weights = self.weights()
+        caches, masks, hns, cns = [], [], [], []
+        if self.dropout_rng is None:
+            self.dropout_rng = np.random.default_rng()
+        inp = x
+        for l in range(L):
+            sl = slice(l * D, (l + 1) * D)
+            forward, extra = self._kernels("forward", l)
+            y, (hn, cn), cache = forward(inp, [weights[l]], lengths=lengths, h0=None if h0 is None else h0[sl],
+                                         c0=None if c0 is None else c0[sl], training=True, **extra)
+            caches.append(cache)
+            hns.append(hn)
+            cns.append(cn)
+            if l < L - 1:
+                masks.append(_dropout_mask(self.dropout_rng, y.shape, self.dropout, y.dtype))
+                inp = y * masks[-1]
+        self._cache = _LayerwiseCache(caches, masks)
+        return y, (np.concatenate(hns), np.concatenate(cns))
 
     __call__ = forward
 
@@ -170,24 +228,48 @@ class LSTM(_Module):
         if self._cache is None:
             raise ParameterError("LSTM.backward needs a forward pass in training mode first")
         ghn, gcn = (None, None) if grad_state is None else grad_state
-        extra = {}
-        if isinstance(self._cache, _lstm.LSTMCache):
-            backward, extra = _lstm.lstm_backward, {"workspace": self._workspace}
+        if isinstance(self._cache, _LayerwiseCache):
+            gx, gw, self.grad_state = self._backward_dropout(grad_y, ghn, gcn, input_grad)
         else:
-            from .gpu_lstm import gpu_lstm_backward as backward
-        gx, gw, self.grad_state = backward(grad_y, self._cache, grad_hn=ghn, grad_cn=gcn, input_grad=input_grad,
-                                           **extra)
+            backward, extra = self._kernels("backward", cache=self._cache)
+            gx, gw, self.grad_state = backward(grad_y, self._cache, grad_hn=ghn, grad_cn=gcn, input_grad=input_grad,
+                                               **extra)
         for l in range(self.num_layers):
             for d in range(self.num_directions):
                 for n, g in zip(self._names(l, d), gw[l][d]):
                     self.grads[n] += g
         return gx
 
+    def _backward_dropout(self, grad_y, ghn, gcn, input_grad):
+        D, L = self.num_directions, self.num_layers
+        cache = self._cache
+        gw, dh0, dc0 = [None] * L, [None] * L, [None] * L
+        dy = grad_y
+        for l in range(L - 1, -1, -1):
+            sl = slice(l * D, (l + 1) * D)
+            backward, extra = self._kernels("backward", l, cache.layers[l])
+            dx, g, (dh0[l], dc0[l]) = backward(dy, cache.layers[l], grad_hn=None if ghn is None else ghn[sl],
+                                               grad_cn=None if gcn is None else gcn[sl],
+                                               input_grad=l > 0 or input_grad, **extra)
+            gw[l] = g[0]
+            if l > 0:
+                dy = dx * cache.masks[l - 1]
+        return dx, gw, (np.concatenate(dh0), np.concatenate(dc0))
+
     def stream(self):
         """A streaming runner: ``runner(chunk) -> y_chunk`` carrying (h, c) across chunks."""
         if self.bidirectional:
             raise ParameterError("streaming needs a unidirectional LSTM (this one is bidirectional)")
         return _LSTMStream(self)
+
+
+class _LayerwiseCache:
+    """What the layer-by-layer (dropout) forward keeps for backward: each layer's kernel cache and
+    the dropout mask applied to each layer's output but the last."""
+
+    def __init__(self, layers, masks):
+        self.layers = layers
+        self.masks = masks
 
 
 class _LSTMStream:
@@ -273,14 +355,30 @@ class AcousticModel(_Module):
     """Stacked LSTM → Dense → (log-softmax): frame features to per-frame symbol scores.
 
     Parameter names are those of a PyTorch module with attributes ``lstm`` and ``fc``.
+    ``dropout`` (training only) drops each LSTM layer's output, the top one's included (before the
+    Dense layer), with masks from ``dropout_rng`` (see :class:`LSTM`).
     """
 
     def __init__(self, input_size, hidden_size, num_classes, *, num_layers=2, bidirectional=True,
-                 dtype=np.float32, seed=None):
+                 dtype=np.float32, seed=None, dropout=0.0):
         rng = _rng(seed)
-        self.lstm = LSTM(input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional, dtype=dtype, seed=rng)
+        self.lstm = LSTM(input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional, dtype=dtype,
+                         seed=rng, dropout=dropout)
         self.fc = Dense(hidden_size * self.lstm.num_directions, num_classes, dtype=dtype, seed=rng)
         self.num_classes = num_classes
+        self._mask = None
+
+    @property
+    def dropout(self) -> float:
+        return self.lstm.dropout
+
+    @property
+    def dropout_rng(self):
+        return self.lstm.dropout_rng
+
+    @dropout_rng.setter
+    def dropout_rng(self, rng):
+        self.lstm.dropout_rng = rng
 
     @property
     def params(self):
@@ -319,6 +417,12 @@ class AcousticModel(_Module):
     def forward(self, x, lengths=None, state=None):
         """Logits [B, T, num_classes] (and the LSTM's final state)."""
         y, st = self.lstm.forward(x, lengths, state)
+        self._mask = None
+        if self.lstm.training and self.dropout > 0:
+            if self.lstm.dropout_rng is None:
+                self.lstm.dropout_rng = np.random.default_rng()
+            self._mask = _dropout_mask(self.lstm.dropout_rng, y.shape, self.dropout, y.dtype)
+            y = y * self._mask
         return self.fc.forward(y), st
 
     __call__ = forward
@@ -331,7 +435,10 @@ class AcousticModel(_Module):
     def backward(self, grad_logits, *, input_grad=True):
         """Gradients of every parameter into ``grads``; returns the features' gradient (or ``None``
         with ``input_grad=False``, which training uses: features need none)."""
-        return self.lstm.backward(self.fc.backward(grad_logits), input_grad=input_grad)
+        g = self.fc.backward(grad_logits)
+        if self._mask is not None:
+            g = g * self._mask
+        return self.lstm.backward(g, input_grad=input_grad)
 
 
 class Adam:

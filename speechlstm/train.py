@@ -59,6 +59,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     ema: float = 0.0  # decay of an exponential moving average of the weights (e.g. 0.999; 0: off);
     # when on, dev evaluation, model selection and the exported model use the averaged weights
+    dropout: float = 0.0  # in training, drop each LSTM layer's output with this probability (0: off)
     patience: int = 5  # epochs without dev improvement before stopping
     spec_augment: bool = True
     seed: int = 0
@@ -338,7 +339,7 @@ class Trainer:
         c = self.cfg
         self.prepare()
         model = AcousticModel(self.fcfg.dim, c.hidden_size, len(self.alphabet), num_layers=c.num_layers,
-                              bidirectional=c.bidirectional, seed=c.seed).to(c.device)
+                              bidirectional=c.bidirectional, seed=c.seed, dropout=c.dropout).to(c.device)
         opt = Adam(model.params, lr=c.lr, weight_decay=c.weight_decay)
         state = {"epoch": 0, "step": 0, "best": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
                  "cpu_seconds": 0.0}
@@ -356,6 +357,7 @@ class Trainer:
         while state["epoch"] < c.epochs and state["bad_epochs"] < c.patience:
             epoch = state["epoch"]
             rng = np.random.default_rng([c.seed, epoch, 1])
+            model.dropout_rng = np.random.default_rng([c.seed, epoch, 2])  # per epoch: resume stays exact
             batches = self._batches(len(self.train_x), lengths, epoch)
             t0, cpu0 = time.time(), time.process_time()
             frames, tot_loss, n_utt = 0, 0.0, 0
@@ -417,8 +419,9 @@ class Trainer:
         d = dataclasses.asdict(self.cfg)
         for k in ("epochs", "patience", "progress", "workers", "out_dir", "cache_dir", "device"):
             d.pop(k, None)
-        if not d.get("ema"):  # runs without it keep the fingerprint they had before the option existed
-            d.pop("ema", None)
+        for k in ("ema", "dropout"):  # runs without them keep the fingerprint they had before the options existed
+            if not d.get(k):
+                d.pop(k, None)
         h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
         h.update(str(len(self.train_x)).encode())
         h.update(str(sum(x.shape[0] for x in self.train_x)).encode())

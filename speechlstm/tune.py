@@ -20,7 +20,8 @@ from .train import TrainConfig, Trainer
 
 __all__ = ["parse_grid", "run_search"]
 
-TUNABLE = ("hidden_size", "num_layers", "bidirectional", "lr", "batch_size", "augment_copies", "weight_decay")
+TUNABLE = ("hidden_size", "num_layers", "bidirectional", "lr", "batch_size", "augment_copies", "weight_decay",
+           "dropout")
 
 
 def _value(s: str):

@@ -19,8 +19,9 @@ def lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh):
     return o * np.tanh(c2), c2, (i, f, g, o)
 
 
-def lstm_forward(x, weights, lengths=None, h0=None, c0=None):
-    """x [B,T,I]; weights[l][d] = (w_ih, w_hh, b_ih, b_hh). Returns y [B,T,D*H], h_n, c_n."""
+def lstm_forward(x, weights, lengths=None, h0=None, c0=None, masks=None):
+    """x [B,T,I]; weights[l][d] = (w_ih, w_hh, b_ih, b_hh). Returns y [B,T,D*H], h_n, c_n.
+    masks[l] (dropout) multiplies layer l's output before layer l+1 reads it (l < L-1)."""
     x = np.asarray(x, np.float64)
     B, T, _ = x.shape
     L, D = len(weights), len(weights[0])
@@ -41,12 +42,12 @@ def lstm_forward(x, weights, lengths=None, h0=None, c0=None):
                     h, c, _ = lstm_cell(inp[b, t], h, c, *w)
                     out[b, t, d * H:(d + 1) * H] = h
                 hn[l * D + d, b], cn[l * D + d, b] = h, c
-        inp = out
+        inp = out * masks[l] if masks is not None and l < L - 1 else out
     return inp, hn, cn
 
 
-def lstm_backward(x, weights, grad_y, lengths=None, h0=None, c0=None, grad_hn=None, grad_cn=None):
-    """Backward through time, one sequence and one step at a time.
+def lstm_backward(x, weights, grad_y, lengths=None, h0=None, c0=None, grad_hn=None, grad_cn=None, masks=None):
+    """Backward through time, one sequence and one step at a time (``masks`` as in lstm_forward).
 
     Returns grad_x, grads[l][d] = (dw_ih, dw_hh, db_ih, db_hh), grad_h0, grad_c0.
     """
@@ -79,7 +80,7 @@ def lstm_backward(x, weights, grad_y, lengths=None, h0=None, c0=None, grad_hn=No
                     out[b, t, d * H:(d + 1) * H] = h
                 rec[d, b] = seq
         records.append(rec)
-        inp = out
+        inp = out * masks[l] if masks is not None and l < L - 1 else out
     gy = np.asarray(grad_y, np.float64).copy()
     grads = [[None] * D for _ in range(L)]
     gh0, gc0 = np.zeros((L * D, B, H)), np.zeros((L * D, B, H))
@@ -105,7 +106,7 @@ def lstm_backward(x, weights, grad_y, lengths=None, h0=None, c0=None, grad_hn=No
                     dc = dc * f
                 gh0[l * D + d, b], gc0[l * D + d, b] = dh, dc
             grads[l][d] = (dw_ih, dw_hh, db, db.copy())
-        gy = gx
+        gy = gx * masks[l - 1] if masks is not None and l > 0 else gx
     return gy, grads, gh0, gc0
 
 

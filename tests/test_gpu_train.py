@@ -49,6 +49,25 @@ def test_acoustic_model_training_step_on_cuda_equals_cpu():
         np.testing.assert_allclose(gpu.params[k], cpu.params[k], atol=1e-3, err_msg=k)
 
 
+def test_dropout_training_step_on_cuda_equals_cpu():
+    """With dropout the LSTM runs one kernel call per layer on either device; the same dropout_rng
+    seed gives the same masks, so logits and gradients agree between the devices."""
+    rng = np.random.default_rng(3)
+    cpu = AcousticModel(6, 5, 7, num_layers=2, bidirectional=True, seed=1, dropout=0.3)
+    gpu = AcousticModel(6, 5, 7, num_layers=2, bidirectional=True, seed=1, dropout=0.3).to("cuda")
+    x = rng.standard_normal((3, 8, 6)).astype(np.float32)
+    lens = np.array([8, 3, 6])
+    g = rng.standard_normal((3, 8, 7)).astype(np.float32)
+    cpu.dropout_rng = np.random.default_rng(5)
+    gpu.dropout_rng = np.random.default_rng(5)
+    lc, gxc, nc, gc = _step(cpu, x, lens, g, Adam(cpu.params, lr=1e-2))
+    lg, gxg, ng, gg = _step(gpu, x, lens, g, Adam(gpu.params, lr=1e-2))
+    np.testing.assert_allclose(lg, lc, atol=1e-5)
+    np.testing.assert_allclose(gxg, gxc, atol=1e-5)
+    for k in cpu.params:
+        np.testing.assert_allclose(gg[k], gc[k], atol=2e-5, err_msg=k)
+
+
 def test_cuda_needs_float32():
     from speechlstm.nn import LSTM
 

@@ -208,3 +208,18 @@ def test_manifest_copies_field_overrides_augment_copies(tiny_corpus, tmp_path):
     for bad in (-1, 1.5, True, "2"):
         with pytest.raises(DataError, match="'copies' must be a non-negative integer"):
             cache.get([dict(rows[1], copies=bad)], 1)
+
+
+def test_dropout_run_resumes_bit_identically_and_differs_from_no_dropout(tiny_corpus, tmp_path):
+    d, train, dev = tiny_corpus
+    kw = dict(num_layers=2, dropout=0.3)
+    Trainer(_cfg(d, train, dev, tmp_path / "a", epochs=2, **kw)).run()
+    Trainer(_cfg(d, train, dev, tmp_path / "b", epochs=1, **kw)).run()
+    Trainer(_cfg(d, train, dev, tmp_path / "b", epochs=2, **kw)).run(resume=True)
+    Trainer(_cfg(d, train, dev, tmp_path / "c", epochs=2, num_layers=2)).run()
+    with np.load(tmp_path / "a" / "checkpoint.npz") as za, np.load(tmp_path / "b" / "checkpoint.npz") as zb, \
+            np.load(tmp_path / "c" / "checkpoint.npz") as zc:
+        params = [k for k in za.files if k.startswith("param/")]
+        assert params and all(np.array_equal(za[k], zb[k]) for k in za.files if k != "state")
+        assert not all(np.array_equal(za[k], zc[k]) for k in params)
+    assert load_model(str(tmp_path / "a" / "model.npz")).meta["training"]["config"]["dropout"] == 0.3
