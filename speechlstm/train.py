@@ -88,6 +88,10 @@ class TrainConfig:
         if not cfg.train:
             raise ParameterError("training config needs at least one 'train' manifest or folder")
         FeatureConfig.from_dict(cfg.features)  # validate early
+        for k in ("ema", "dropout"):
+            v = getattr(cfg, k)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+                raise ParameterError(f"{k} must lie in [0, 1), got {v!r}")
         check_device_name(cfg.device)  # the GPU itself is looked for when training starts
         return cfg
 

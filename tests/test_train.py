@@ -95,6 +95,9 @@ def test_config_file_and_errors(tiny_corpus, tmp_path):
     p.write_text(f'train = ["{train}"]\ndevice = "tpu"\n')
     with pytest.raises(DataError, match=r"c.toml: device must be 'cpu', 'cuda' or 'auto', got 'tpu'"):
         load_config(str(p))
+    p.write_text(f'train = ["{train}"]\n[model]\ndropout = 1.5\n')
+    with pytest.raises(DataError, match=r"c.toml: dropout must lie in \[0, 1\), got 1.5"):
+        load_config(str(p))
 
 
 def test_train_cli_cuda_without_gpu_is_a_clear_error(tiny_corpus, tmp_path, monkeypatch):
