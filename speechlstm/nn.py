@@ -196,8 +196,6 @@ class LSTM(_Module):
         D, L = self.num_directions, self.num_layers
         weights = self.weights()
         caches, masks, hns, cns = [], [], [], []
-        if self.dropout_rng is None:
-            self.dropout_rng = np.random.default_rng()
         inp = x
         for l in range(L):
             sl = slice(l * D, (l + 1) * D)
@@ -208,7 +206,7 @@ class LSTM(_Module):
             hns.append(hn)
             cns.append(cn)
             if l < L - 1:
-                masks.append(_dropout_mask(self.dropout_rng, y.shape, self.dropout, y.dtype))
+                masks.append(self.dropout_mask(y.shape, self.dropout, y.dtype))
                 inp = y * masks[-1]
         self._cache = _LayerwiseCache(caches, masks)
         return y, (np.concatenate(hns), np.concatenate(cns))
@@ -239,6 +237,13 @@ class LSTM(_Module):
                 for n, g in zip(self._names(l, d), gw[l][d]):
                     self.grads[n] += g
         return gx
+
+    def dropout_mask(self, shape, p: float, dtype) -> np.ndarray:
+        """An inverted-dropout mask (0 with probability ``p``, else 1/(1-p)) from ``dropout_rng``
+        (created unseeded on first use when None)."""
+        if self.dropout_rng is None:
+            self.dropout_rng = np.random.default_rng()
+        return _dropout_mask(self.dropout_rng, shape, p, np.dtype(dtype))
 
     def _backward_dropout(self, grad_y, ghn, gcn, input_grad):
         D, L = self.num_directions, self.num_layers
@@ -419,9 +424,7 @@ class AcousticModel(_Module):
         y, st = self.lstm.forward(x, lengths, state)
         self._mask = None
         if self.lstm.training and self.dropout > 0:
-            if self.lstm.dropout_rng is None:
-                self.lstm.dropout_rng = np.random.default_rng()
-            self._mask = _dropout_mask(self.lstm.dropout_rng, y.shape, self.dropout, y.dtype)
+            self._mask = self.lstm.dropout_mask(y.shape, self.dropout, y.dtype)
             y = y * self._mask
         return self.fc.forward(y), st
 
