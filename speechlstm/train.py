@@ -29,7 +29,7 @@ from .errors import DataError, ParameterError
 from .features import FeatureConfig, base_features, compute_stats, normalize_and_stack
 from .metrics import wer
 from .model import save_model
-from .nn import AcousticModel, Adam, clip_grad_norm, log_softmax
+from .nn import AcousticModel, Adam, _check_dropout, clip_grad_norm, log_softmax
 
 __all__ = ["TrainConfig", "Trainer", "load_config", "FeatureCache"]
 
@@ -69,6 +69,11 @@ class TrainConfig:
     name: str = ""
     progress: bool = True
 
+    def __post_init__(self):  # on every construction (config file, code, tune's replace), before any work
+        if isinstance(self.ema, bool) or not isinstance(self.ema, (int, float)) or not 0.0 <= self.ema < 1.0:
+            raise ParameterError(f"ema must lie in [0, 1), got {self.ema!r}")
+        _check_dropout(self.dropout)
+
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         flat = {}
@@ -88,10 +93,6 @@ class TrainConfig:
         if not cfg.train:
             raise ParameterError("training config needs at least one 'train' manifest or folder")
         FeatureConfig.from_dict(cfg.features)  # validate early
-        for k in ("ema", "dropout"):
-            v = getattr(cfg, k)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
-                raise ParameterError(f"{k} must lie in [0, 1), got {v!r}")
         check_device_name(cfg.device)  # the GPU itself is looked for when training starts
         return cfg
 
@@ -220,10 +221,10 @@ class FeatureCache:
             return feats, [rows[i]["text"] for i in idx], [rows[i] for i in idx]
         from tqdm import tqdm
 
-        owner = [i for c in range(max(n_copies, default=0) + 1) for i in range(len(rows)) if c <= n_copies[i]]
+        pairs = [(i, c) for c in range(max(n_copies, default=0) + 1) for i in range(len(rows)) if c <= n_copies[i]]
+        owner = [i for i, _ in pairs]
         cfg_dict = self.cfg.replace(cmvn="none").to_dict()
-        jobs = [(rows[i]["path"], c, self.seed, cfg_dict) for c in range(max(n_copies, default=0) + 1)
-                for i in range(len(rows)) if c <= n_copies[i]]
+        jobs = [(rows[i]["path"], c, self.seed, cfg_dict) for i, c in pairs]
         feats, idx, errors = [], [], []
         with ProcessPoolExecutor(max_workers=max(1, self.workers), initializer=_init_worker,
                                  initargs=(self.noise, self.cfg.sample_rate, self.augment)) as ex:
@@ -347,8 +348,6 @@ class Trainer:
         opt = Adam(model.params, lr=c.lr, weight_decay=c.weight_decay)
         state = {"epoch": 0, "step": 0, "best": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
                  "cpu_seconds": 0.0}
-        if not 0.0 <= c.ema < 1.0:
-            raise ParameterError(f"ema must lie in [0, 1), got {c.ema!r}")
         ema = {k: v.copy() for k, v in model.params.items()} if c.ema else None
         fingerprint = self._fingerprint()
         state["fingerprint"] = fingerprint
