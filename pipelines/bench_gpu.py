@@ -17,7 +17,9 @@ from benchutil import median_time
 @click.option("--batch", "batches", multiple=True, type=int, default=(32, 256), show_default=True)
 @click.option("--repeats", default=5, show_default=True)
 @click.option("--train-batch", default=32, show_default=True, help="Batch of the training-step timing (0: skip).")
-def main(batches, repeats, train_batch):
+@click.option("--dropout", default=0.0, show_default=True,
+              help="Also time a training step of both LSTMs built with this dropout (0: skip).")
+def main(batches, repeats, train_batch, dropout):
     import torch
     from numba import cuda
 
@@ -56,14 +58,16 @@ def main(batches, repeats, train_batch):
 
     if train_batch:
         train_step(torch, train_batch, repeats)
+        if dropout:
+            train_step(torch, train_batch, repeats, dropout=dropout)
 
 
-def train_step(torch, B, repeats, T=100, I=117, H=256, L=3):
+def train_step(torch, B, repeats, T=100, I=117, H=256, L=3, dropout=0.0):
     from speechlstm.gpu_lstm import gpu_lstm_backward, gpu_lstm_forward
     from speechlstm.nn import LSTM
 
-    ref = torch.nn.LSTM(I, H, L, batch_first=True, bidirectional=True).cuda()
-    ours = LSTM(I, H, num_layers=L, bidirectional=True)
+    ref = torch.nn.LSTM(I, H, L, batch_first=True, bidirectional=True, dropout=dropout).cuda().train()
+    ours = LSTM(I, H, num_layers=L, bidirectional=True, dropout=dropout, seed=0)
     ours.load_state_dict({k: v.detach().cpu().numpy() for k, v in ref.state_dict().items()})
     rng = np.random.default_rng(1)
     x = rng.standard_normal((B, T, I)).astype(np.float32)
@@ -71,8 +75,15 @@ def train_step(torch, B, repeats, T=100, I=117, H=256, L=3):
     W = ours.weights()
 
     def run_ours():
-        _, _, cache = gpu_lstm_forward(x, W, training=True)
-        gpu_lstm_backward(gy, cache)
+        if dropout:  # nn.LSTM's layer-by-layer path: one kernel call per layer, masks between
+            ours.forward(x)
+            ours.backward(gy)
+        else:
+            _, _, cache = gpu_lstm_forward(x, W, training=True)
+            gpu_lstm_backward(gy, cache)
+
+    if dropout:
+        ours.to("cuda").train()
 
     def run_torch():
         ref.zero_grad()
@@ -84,7 +95,8 @@ def train_step(torch, B, repeats, T=100, I=117, H=256, L=3):
         torch.cuda.synchronize()
 
     res = {name: median_time(fn, repeats) for name, fn in (("ours", run_ours), ("torch", run_torch))}
-    print(f"\ntraining step (forward + backward), B={B} T={T}: numba.cuda {res['ours'] * 1e3:.1f} ms, "
+    what = f"with dropout {dropout} " if dropout else ""
+    print(f"\ntraining step {what}(forward + backward), B={B} T={T}: numba.cuda {res['ours'] * 1e3:.1f} ms, "
           f"cuDNN {res['torch'] * 1e3:.1f} ms, throughput ratio {res['torch'] / res['ours']:.3f}")
 
 
