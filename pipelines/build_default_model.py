@@ -89,13 +89,15 @@ def noise_clips(work, rows, seed, n=150):
     return out
 
 
-def augment_fields(p_telephone, p_trim, trim_max, p_hum):
+def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.1):
     """Augmenter settings; the newer fields only when used, so older runs keep their cache keys."""
     d = {"p_telephone": p_telephone}
     if p_trim:
         d.update(p_trim=p_trim, trim_s=[0.0, trim_max])
     if p_hum:
         d["p_hum"] = p_hum
+    if p_vtlp:
+        d.update(p_vtlp=p_vtlp, vtlp=[1.0 - vtlp_max, 1.0 + vtlp_max])
     return d
 
 
@@ -118,6 +120,10 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum):
               help="Share of augmented copies whose speech onset is clipped (tightly trimmed corpora).")
 @click.option("--trim-max", default=0.08, show_default=True, help="Longest onset clip (s).")
 @click.option("--p-hum", default=0.0, show_default=True, help="Share of augmented copies given tonal hum.")
+@click.option("--p-vtlp", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of augmented copies given a vocal-tract-length warp of the spectrum.")
+@click.option("--vtlp-max", type=click.FloatRange(0, 0.5), default=0.1, show_default=True,
+              help="Largest warp: factors drawn uniformly from 1 ± this.")
 @click.option("--dev", "dev_mode", type=click.Choice(["mixed", "heldout"]), default="mixed", show_default=True,
               help="mixed: dev = held-out Speech Commands speakers + FSDD takes 45-49 of the training speakers + "
                    "200 synthetic renders (how the shipped model was chosen); heldout: dev = only the Speech "
@@ -134,7 +140,7 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum):
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
 def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, sc_copies, fmax, p_telephone, p_trim, trim_max, p_hum,
-         dev_mode, arctic, ema, dropout, seed, run_name, workers, export_name):
+         p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, seed, run_name, workers, export_name):
     from speechlstm.train import TrainConfig, Trainer
 
     t_start = time.time()
@@ -188,7 +194,7 @@ def main(data_root, work, epochs, hidden, layers, unidirectional, singles, seque
                       noise=[noise_dir], augment_copies=copies, hidden_size=hidden, num_layers=layers,
                       bidirectional=not unidirectional, epochs=epochs, seed=seed, workers=workers,
                       features={"cmvn": "global" if unidirectional else "utterance", "fmax": fmax},
-                      augment=augment_fields(p_telephone, p_trim, trim_max, p_hum),
+                      augment=augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max),
                       vocabulary=list(SPEECH_COMMANDS_WORDS), patience=6, ema=ema, dropout=dropout,
                       name="commands-stream" if unidirectional else "commands")
     Trainer(cfg).run(resume=True)

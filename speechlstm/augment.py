@@ -3,7 +3,8 @@
 Waveform (float32 mono at ``sr``): additive noise at a random SNR (white, pink, recorded
 background clips, tonal hum), gain, speed perturbation, telephone band-limiting, room
 reverberation, clipped speech onsets (tightly trimmed clips).
-Features: SpecAugment time and feature masks.
+Features: SpecAugment time and feature masks; vocal-tract-length perturbation (a frequency warp
+factor drawn by :meth:`Augmenter.draw_warp`, applied by ``features.base_features(warp=...)``).
 """
 from __future__ import annotations
 
@@ -157,7 +158,24 @@ class Augmenter:
     trim_s: tuple = (0.0, 0.08)  # seconds cut after the detected onset
     p_hum: float = 0.0  # share of clips given stationary tonal noise (see hum)
     hum_snr_db: tuple = (10.0, 30.0)
+    p_vtlp: float = 0.0  # share of clips given a frequency warp (vocal-tract-length perturbation)
+    vtlp: tuple = (0.9, 1.1)  # range of the warp factor
     sr: int = SAMPLE_RATE
+
+    def __post_init__(self):
+        v = self.vtlp
+        if not (isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(a, (int, float)) for a in v)
+                and 0.5 <= v[0] <= v[1] <= 2.0):
+            raise ParameterError(f"vtlp must be a (low, high) range within [0.5, 2], got {self.vtlp!r}")
+        if not (isinstance(self.p_vtlp, (int, float)) and 0.0 <= self.p_vtlp <= 1.0):
+            raise ParameterError(f"p_vtlp must be a probability in [0, 1], got {self.p_vtlp!r}")
+
+    def draw_warp(self, rng: np.random.Generator) -> float:
+        """The frequency warp factor of one clip (1.0: none); draws nothing when ``p_vtlp`` is 0, so
+        features computed before this option existed stay the same."""
+        if self.p_vtlp and rng.random() < self.p_vtlp:
+            return float(rng.uniform(*self.vtlp))
+        return 1.0
 
     def __call__(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.p_trim and rng.random() < self.p_trim:

@@ -229,8 +229,43 @@ def _mel_basis(cfg: FeatureConfig) -> np.ndarray:
 
 _MEL_CACHE: dict = {}
 
+WARP_BOUNDARY = 0.8  # share of the Nyquist frequency below which a VTLP warp is a pure scaling
 
-def _mfcc(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+
+def _warp_matrix(alpha: float, n_bins: int) -> np.ndarray:
+    """Linear-interpolation matrix ``M`` [n_bins, n_bins] such that ``power @ M`` moves the energy
+    at frequency f to ``alpha * f`` (vocal-tract-length perturbation, Jaitly & Hinton 2013).
+
+    The warp is piecewise linear, as in Kaldi: a scaling by ``alpha`` up to a boundary, then the
+    straight line that keeps the Nyquist frequency in place, so no energy leaves the spectrum.
+    """
+    top = n_bins - 1  # the Nyquist bin
+    knot = WARP_BOUNDARY * top * min(alpha, 1.0) / alpha  # source bin where the scaling ends
+    src = np.interp(np.arange(n_bins, dtype=np.float64), [0.0, alpha * knot, top], [0.0, knot, top])
+    lo = np.minimum(np.floor(src).astype(np.int64), top - 1)
+    w = src - lo
+    M = np.zeros((n_bins, n_bins), np.float64)
+    k = np.arange(n_bins)
+    M[lo, k] += 1.0 - w
+    M[lo + 1, k] += w
+    return M
+
+
+def _warped_mel_basis(cfg: FeatureConfig, warp: float) -> np.ndarray:
+    """The mel filterbank applied to a spectrum warped by ``warp`` (``fb @ M.T``), memoised."""
+    fb = _mel_basis(cfg)
+    if warp == 1.0:
+        return fb
+    key = ("warp", id(fb), round(float(warp), 6))
+    out = _MEL_CACHE.get(key)
+    if out is None:
+        out = (fb.astype(np.float64) @ _warp_matrix(float(warp), fb.shape[1]).T).astype(np.float32)
+        if len(_MEL_CACHE) < 512:
+            _MEL_CACHE[key] = out
+    return out
+
+
+def _mfcc(y: np.ndarray, cfg: FeatureConfig, warp: float = 1.0) -> np.ndarray:
     """MFCC of every complete window in ``y`` (len(y) >= win): [n, n_mfcc] float32.
 
     Exactly librosa's ``feature.mfcc(S=power_to_db(feature.melspectrogram(center=False, power=2,
@@ -245,7 +280,7 @@ def _mfcc(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)).astype(np.float32)
     spec = np.fft.rfft(frames * window, n=win, axis=1)
     power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
-    mel = power @ _mel_basis(cfg).T
+    mel = power @ _warped_mel_basis(cfg, warp).T
     log_s = 10.0 * np.log10(np.maximum(mel, 1e-10))
     return np.ascontiguousarray(dct(log_s, type=2, norm="ortho", axis=1)[:, : cfg.n_mfcc], dtype=np.float32)
 
@@ -297,21 +332,28 @@ def _check_samples(y) -> np.ndarray:
     return y.astype(np.float32, copy=False)
 
 
-def base_features(y: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+def base_features(y: np.ndarray, cfg: FeatureConfig = FeatureConfig(), *, warp: float = 1.0) -> np.ndarray:
     """Un-normalised, un-stacked features (MFCC + deltas) of a whole recording.
 
     Parameters
     ----------
     y : np.ndarray [shape=(n_samples,)] float, at ``cfg.sample_rate``
+    cfg : FeatureConfig
+    warp : float in [0.5, 2]
+        frequency warp factor (vocal-tract-length perturbation, a training augmentation): the
+        spectrum's energy at f moves to ``warp * f`` (piecewise linear, the Nyquist frequency
+        fixed) before the mel filterbank. 1 (the default) is no warp.
 
     Returns
     -------
     np.ndarray [shape=(cfg.n_base_frames(n_samples), cfg.base_dim), dtype=float32]
     """
     y = _check_samples(y)
+    if not (isinstance(warp, (int, float, np.floating)) and 0.5 <= warp <= 2.0):
+        raise ParameterError(f"warp must be a number in [0.5, 2], got {warp!r}")
     if y.size < cfg.win_length:
         y = np.pad(y, (0, cfg.win_length - y.size))
-    return _add_deltas(_mfcc(y, cfg), cfg)
+    return _add_deltas(_mfcc(y, cfg, float(warp)), cfg)
 
 
 def extract_features(

@@ -163,10 +163,13 @@ def _features_job(args):
         y = load_audio(path, sr=cfg.sample_rate)
     except Exception as exc:  # reported, the clip is skipped
         return None, f"{path}: {exc}"
+    warp = 1.0
     if copy > 0:
         rng = np.random.default_rng([seed, copy, int(hashlib.sha1(path.encode()).hexdigest()[:8], 16)])
-        y = Augmenter(noise_clips=_WORKER.get("noise", []), sr=cfg.sample_rate, **_WORKER.get("augment", {}))(y, rng)
-    base = base_features(y, cfg)
+        aug = Augmenter(noise_clips=_WORKER.get("noise", []), sr=cfg.sample_rate, **_WORKER.get("augment", {}))
+        y = aug(y, rng)
+        warp = aug.draw_warp(rng)
+    base = base_features(y, cfg, warp=warp)
     return base, None
 
 
