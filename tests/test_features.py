@@ -180,3 +180,54 @@ def test_mfcc_equals_librosa(cfg):
     ours = _mfcc(y, cfg)
     assert ours.shape == ref.shape
     np.testing.assert_allclose(ours, ref, atol=2e-3, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------
+# vocal-tract-length perturbation (frequency warp before the mel filterbank)
+# ------------------------------------------------------------------------------------------------
+def _peak_bin(power):
+    return int(np.argmax(power))
+
+
+def test_warp_moves_a_tone_to_alpha_times_its_frequency():
+    from speechlstm.features import WARP_BOUNDARY, _warp_matrix
+
+    n_bins = 201  # a 400-sample window
+    for alpha in (0.85, 0.9, 1.0, 1.1, 1.2):
+        for src in (20, 50, 100):
+            power = np.zeros(n_bins)
+            power[src] = 1.0
+            warped = power @ _warp_matrix(alpha, n_bins)
+            # below the boundary the warp is a pure scaling: the energy lands within one bin of alpha*f
+            assert abs(_peak_bin(warped) - alpha * src) <= 1.0, (alpha, src)
+    for alpha in (0.8, 1.0, 1.25):
+        M = _warp_matrix(alpha, n_bins)
+        np.testing.assert_allclose(M.sum(axis=0), 1.0)  # each target bin interpolates two sources
+        flat = np.ones(n_bins) @ M
+        np.testing.assert_allclose(flat, 1.0)  # a flat spectrum stays flat: nothing leaves the band
+        top = np.zeros(n_bins)
+        top[-1] = 1.0
+        assert _peak_bin(top @ M) == n_bins - 1  # the Nyquist frequency stays in place
+    np.testing.assert_array_equal(_warp_matrix(1.0, n_bins), np.eye(n_bins))
+    assert 0 < WARP_BOUNDARY < 1
+
+
+def test_base_features_warp():
+    cfg = FeatureConfig()
+    t = np.arange(cfg.sample_rate) / cfg.sample_rate
+    y = (0.3 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
+    plain = base_features(y, cfg)
+    np.testing.assert_array_equal(base_features(y, cfg, warp=1.0), plain)
+    up, down = base_features(y, cfg, warp=1.1), base_features(y, cfg, warp=0.9)
+    assert up.shape == plain.shape == down.shape and up.dtype == np.float32
+    assert not np.allclose(up, plain) and not np.allclose(down, plain)
+    # through the warped filterbank the tone's mel band moves up for warp > 1 and down for < 1
+    from speechlstm.features import _warped_mel_basis
+
+    win = cfg.win_length
+    spec = np.abs(np.fft.rfft(y[:win] * np.hanning(win))) ** 2
+    bands = {a: int(np.argmax(_warped_mel_basis(cfg, a) @ spec)) for a in (0.9, 1.0, 1.1)}
+    assert bands[0.9] < bands[1.0] < bands[1.1], bands
+    for bad in (0.4, 2.5, float("nan"), "1.1", None):
+        with pytest.raises(ParameterError, match="warp must be a number in \\[0.5, 2\\]"):
+            base_features(y, cfg, warp=bad)

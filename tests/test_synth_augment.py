@@ -3,6 +3,7 @@ import os
 import numpy as np
 import pytest
 
+from speechlstm import ParameterError
 from speechlstm import augment as A
 from speechlstm.synth import Voice, render, synthesize, voice_pool
 
@@ -57,6 +58,27 @@ def test_augmenter_and_spec_augment_deterministic():
     zero_cols = np.where((m == 0).all(axis=0))[0]
     assert zero_cols.size % 9 == 0  # same band in each of 3 stacked copies x 3 delta groups
     assert (m == 0).any() and x.all()  # input untouched
+
+
+def test_augmenter_draws_vtlp_warp_factors():
+    off = A.Augmenter()
+    rng = np.random.default_rng(3)
+    state = rng.bit_generator.state
+    assert off.draw_warp(rng) == 1.0
+    assert rng.bit_generator.state == state  # off: draws nothing, so features cached before stay valid
+    on = A.Augmenter(p_vtlp=1.0, vtlp=(0.9, 1.1))
+    warps = [on.draw_warp(np.random.default_rng(s)) for s in range(200)]
+    assert all(0.9 <= w <= 1.1 for w in warps) and np.std(warps) > 0.04
+    assert warps == [on.draw_warp(np.random.default_rng(s)) for s in range(200)]
+    half = A.Augmenter(p_vtlp=0.5)
+    share = np.mean([half.draw_warp(np.random.default_rng(s)) != 1.0 for s in range(400)])
+    assert 0.4 < share < 0.6
+    for bad in ((1.1, 0.9), (0.3, 1.0), (0.9,), "0.9-1.1", (0.9, "1.1")):
+        with pytest.raises(ParameterError, match="vtlp must be a \\(low, high\\) range"):
+            A.Augmenter(vtlp=bad)
+    for bad in (-0.1, 1.5, "0.5"):
+        with pytest.raises(ParameterError, match="p_vtlp must be a probability"):
+            A.Augmenter(p_vtlp=bad)
 
 
 def test_trim_onset_cuts_into_the_speech():

@@ -226,3 +226,26 @@ def test_dropout_run_resumes_bit_identically_and_differs_from_no_dropout(tiny_co
         assert params and all(np.array_equal(za[k], zb[k]) for k in za.files if k != "state")
         assert not all(np.array_equal(za[k], zc[k]) for k in params)
     assert load_model(str(tmp_path / "a" / "model.npz")).meta["training"]["config"]["dropout"] == 0.3
+
+
+def test_feature_cache_vtlp_warps_augmented_copies_only(tiny_corpus, tmp_path):
+    from speechlstm.data import read_manifest
+    from speechlstm.features import FeatureConfig
+    from speechlstm.train import FeatureCache
+
+    d, train, _ = tiny_corpus
+    rows = read_manifest(train)[:3]
+    plain = FeatureCache(str(tmp_path / "a"), FeatureConfig(), workers=1, progress=False,
+                         augment={"p_vtlp": 0.0}).get(rows, 1)[0]
+    default = FeatureCache(str(tmp_path / "b"), FeatureConfig(), workers=1, progress=False).get(rows, 1)[0]
+    warped = FeatureCache(str(tmp_path / "c"), FeatureConfig(), workers=1, progress=False,
+                          augment={"p_vtlp": 1.0, "vtlp": [0.9, 1.1]}).get(rows, 1)[0]
+    for a, b in zip(plain, default):  # p_vtlp 0 computes exactly what the cache computed before it existed
+        np.testing.assert_array_equal(a, b)
+    assert len(plain) == len(warped) == 2 * len(rows)
+    for i, (a, b) in enumerate(zip(plain, warped)):
+        assert a.shape == b.shape
+        if i < len(rows):  # the clean clips (all first) are never warped
+            np.testing.assert_array_equal(a, b)
+        else:  # its augmented copy: same waveform augmentation, then a frequency warp
+            assert not np.allclose(a, b)
