@@ -232,18 +232,25 @@ _MEL_CACHE: dict = {}
 WARP_BOUNDARY = 0.8  # share of the Nyquist frequency below which a VTLP warp is a pure scaling
 
 
-def _warp_matrix(alpha: float, n_bins: int) -> np.ndarray:
-    """Linear-interpolation matrix ``M`` [n_bins, n_bins] such that ``power @ M`` moves the energy
-    at frequency f to ``alpha * f`` (vocal-tract-length perturbation, Jaitly & Hinton 2013).
+def _warp_source(alpha: float, n_bins: int):
+    """For each target bin k of a spectrum warped by ``alpha``, the source bins ``lo[k]``,
+    ``lo[k] + 1`` and the weight ``w[k]`` of the second: ``warped[k] = (1 - w) S[lo] + w S[lo + 1]``.
 
-    The warp is piecewise linear, as in Kaldi: a scaling by ``alpha`` up to a boundary, then the
-    straight line that keeps the Nyquist frequency in place, so no energy leaves the spectrum.
+    The warp moves the energy at frequency f to ``alpha * f`` (vocal-tract-length perturbation,
+    Jaitly & Hinton 2013). It is piecewise linear, as in Kaldi: a scaling by ``alpha`` up to a
+    boundary, then the straight line that keeps the Nyquist frequency in place, so no energy leaves
+    the spectrum.
     """
     top = n_bins - 1  # the Nyquist bin
     knot = WARP_BOUNDARY * top * min(alpha, 1.0) / alpha  # source bin where the scaling ends
     src = np.interp(np.arange(n_bins, dtype=np.float64), [0.0, alpha * knot, top], [0.0, knot, top])
     lo = np.minimum(np.floor(src).astype(np.int64), top - 1)
-    w = src - lo
+    return lo, src - lo
+
+
+def _warp_matrix(alpha: float, n_bins: int) -> np.ndarray:
+    """The warp as a matrix ``M`` [n_bins, n_bins]: ``power @ M`` is the warped spectrum."""
+    lo, w = _warp_source(alpha, n_bins)
     M = np.zeros((n_bins, n_bins), np.float64)
     k = np.arange(n_bins)
     M[lo, k] += 1.0 - w
@@ -252,16 +259,15 @@ def _warp_matrix(alpha: float, n_bins: int) -> np.ndarray:
 
 
 def _warped_mel_basis(cfg: FeatureConfig, warp: float) -> np.ndarray:
-    """The mel filterbank applied to a spectrum warped by ``warp`` (``fb @ M.T``), memoised."""
+    """The mel filterbank applied to a spectrum warped by ``warp`` (``fb @ M.T``, each target bin's
+    weight spread over its two source bins). Not memoised: training draws a factor per clip."""
     fb = _mel_basis(cfg)
     if warp == 1.0:
         return fb
-    key = ("warp", id(fb), round(float(warp), 6))
-    out = _MEL_CACHE.get(key)
-    if out is None:
-        out = (fb.astype(np.float64) @ _warp_matrix(float(warp), fb.shape[1]).T).astype(np.float32)
-        if len(_MEL_CACHE) < 512:
-            _MEL_CACHE[key] = out
+    lo, w = _warp_source(float(warp), fb.shape[1])
+    out = np.zeros_like(fb)
+    np.add.at(out.T, lo, (fb * (1.0 - w).astype(np.float32)).T)
+    np.add.at(out.T, lo + 1, (fb * w.astype(np.float32)).T)
     return out
 
 

@@ -226,6 +226,11 @@ def test_base_features_warp():
 
     win = cfg.win_length
     spec = np.abs(np.fft.rfft(y[:win] * np.hanning(win))) ** 2
+    from speechlstm.features import _mel_basis, _warp_matrix
+
+    fb = _mel_basis(cfg).astype(np.float64)
+    for a in (0.87, 1.0, 1.13):  # the scattered filterbank is the dense warp's fb @ M.T
+        np.testing.assert_allclose(_warped_mel_basis(cfg, a), fb @ _warp_matrix(a, fb.shape[1]).T, atol=1e-7)
     bands = {a: int(np.argmax(_warped_mel_basis(cfg, a) @ spec)) for a in (0.9, 1.0, 1.1)}
     assert bands[0.9] < bands[1.0] < bands[1.1], bands
     for bad in (0.4, 2.5, float("nan"), "1.1", None):
