@@ -8,7 +8,7 @@ factor drawn by :meth:`Augmenter.draw_warp`, applied by ``features.base_features
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import List, Optional
 
 import numpy as np
@@ -169,6 +169,18 @@ class Augmenter:
             raise ParameterError(f"vtlp must be a (low, high) range within [0.5, 2], got {self.vtlp!r}")
         if not (isinstance(self.p_vtlp, (int, float)) and 0.0 <= self.p_vtlp <= 1.0):
             raise ParameterError(f"p_vtlp must be a probability in [0, 1], got {self.p_vtlp!r}")
+
+    @classmethod
+    def check_fields(cls, d: dict) -> None:
+        """Raise :class:`ParameterError` unless ``d`` holds only settable fields with valid values
+        (a config file's ``[augment]`` table; ``noise_clips`` and ``sr`` come from elsewhere)."""
+        if not isinstance(d, dict):
+            raise ParameterError(f"augment settings must be a table of Augmenter fields, got {d!r}")
+        names = {f.name for f in fields(cls)} - {"noise_clips", "sr"}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ParameterError(f"unknown augment fields: {unknown} (known: {sorted(names)})")
+        cls(**d)
 
     def draw_warp(self, rng: np.random.Generator) -> float:
         """The frequency warp factor of one clip (1.0: none); draws nothing when ``p_vtlp`` is 0, so

@@ -93,6 +93,7 @@ class TrainConfig:
         if not cfg.train:
             raise ParameterError("training config needs at least one 'train' manifest or folder")
         FeatureConfig.from_dict(cfg.features)  # validate early
+        Augmenter.check_fields(cfg.augment)
         check_device_name(cfg.device)  # the GPU itself is looked for when training starts
         return cfg
 
@@ -186,7 +187,7 @@ class FeatureCache:
         self.seed = seed
         self.progress = progress
         self.augment = dict(augment or {})
-        Augmenter(**self.augment)  # validate the field names now
+        Augmenter.check_fields(self.augment)  # validate now, not in the worker processes
         os.makedirs(cache_dir, exist_ok=True)
 
     @staticmethod

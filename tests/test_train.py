@@ -98,6 +98,14 @@ def test_config_file_and_errors(tiny_corpus, tmp_path):
     p.write_text(f'train = ["{train}"]\n[model]\ndropout = 1.5\n')
     with pytest.raises(DataError, match=r"c.toml: dropout must lie in \[0, 1\), got 1.5"):
         load_config(str(p))
+    p.write_text(f'train = ["{train}"]\n[augment]\np_vtlp = 0.5\nvtlp = [0.9, 1.1]\n')
+    assert load_config(str(p)).augment == {"p_vtlp": 0.5, "vtlp": [0.9, 1.1]}
+    p.write_text(f'train = ["{train}"]\n[augment]\np_vtlpp = 0.5\n')
+    with pytest.raises(DataError, match=r"c.toml: unknown augment fields: \['p_vtlpp'\]"):
+        load_config(str(p))
+    p.write_text(f'train = ["{train}"]\n[augment]\nvtlp = [1.2, 0.9]\n')
+    with pytest.raises(DataError, match=r"c.toml: vtlp must be a \(low, high\) range"):
+        load_config(str(p))
 
 
 def test_train_cli_cuda_without_gpu_is_a_clear_error(tiny_corpus, tmp_path, monkeypatch):
