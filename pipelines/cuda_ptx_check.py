@@ -38,8 +38,8 @@ def kernel_signatures():
     f32a = {n: types.Array(types.float32, n, "A") for n in (2, 3)}  # device-array slices
     i64 = types.Array(types.int64, 1, "C")
     return {
-        "_gemm_kernel": (f32[2], f32[2], f32[1], f32[2], boolean, boolean),
-        "_gemm_kernel (strided operand)": (f32a[2], f32[2], f32[1], f32[2], boolean, boolean),
+        "_gemm_kernel": (f32[2], f32[2], f32[1], f32[2], boolean, boolean, int64, int64),
+        "_gemm_kernel (strided operand)": (f32a[2], f32[2], f32[1], f32[2], boolean, boolean, int64, int64),
         "_lstm_layer": (f32[3], f32[3], i64, f32[3], f32[3], f32[3], f32[3], f32[3], boolean, f32[4], f32[4]),
         "_lstm_layer_backward": (f32[4], f32[4], f32a[3], f32[3], i64, f32[3], f32[3], f32[3], f32[3], f32[3],
                                  f32[3]),

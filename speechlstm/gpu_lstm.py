@@ -53,22 +53,24 @@ def _require_gpu():
 
 
 @cuda.jit(device=True)
-def _stage(X, k_major, k0, o0, K, O, idx, s):
+def _stage(X, k_major, k0, o0, K, O, col0, idx, s):
     """Element ``idx`` of a GEMM operand tile into shared memory as ``s[k, o]``: X is stored
-    ``[K, O]`` (``k_major``, read contiguous along o) or ``[O, K]`` (read contiguous along k)."""
+    ``[K, O]`` (``k_major``, read contiguous along o) or ``[O, K]`` (read contiguous along k), its
+    columns counted from ``col0``."""
     if k_major:
         kk = idx // BM
         oo = idx % BM
-        s[kk, oo] = X[k0 + kk, o0 + oo] if (k0 + kk < K and o0 + oo < O) else float32(0.0)
+        s[kk, oo] = X[k0 + kk, col0 + o0 + oo] if (k0 + kk < K and o0 + oo < O) else float32(0.0)
     else:
         oo = idx // TILE
         kk = idx % TILE
-        s[kk, oo] = X[o0 + oo, k0 + kk] if (o0 + oo < O and k0 + kk < K) else float32(0.0)
+        s[kk, oo] = X[o0 + oo, col0 + k0 + kk] if (o0 + oo < O and k0 + kk < K) else float32(0.0)
 
 
 @cuda.jit
-def _gemm_kernel(A, B, bias, C, ta, tb):
-    """C[M, N] = op(A)[M, K] @ op(B)[K, N] + bias[N]; op transposes when ``ta`` / ``tb``.
+def _gemm_kernel(A, B, bias, C, ta, tb, a_col0, K):
+    """C[M, N] = op(A)[M, K] @ op(B)[K, N] + bias[N]; op transposes when ``ta`` / ``tb``; A's
+    columns are read from ``a_col0`` on (a column block of a wider array, without slicing it).
 
     Register-blocked: a TILE x TILE block of threads computes a (RB*TILE)² tile of C, each thread
     RB x RB outputs (rows ty + TILE*i, columns tx + TILE*j, so shared-memory reads are conflict-free
@@ -83,15 +85,14 @@ def _gemm_kernel(A, B, bias, C, ta, tb):
     m0 = cuda.blockIdx.y * BM
     n0 = cuda.blockIdx.x * BM
     M, N = C.shape
-    K = A.shape[0] if ta else A.shape[1]
     for i in range(RB):
         for j in range(RB):
             acc[i, j] = float32(0.0)
     for k0 in range(0, K, TILE):
         for r in range(RB):  # each tile has TILE * RB * TILE elements: RB per thread
             idx = tid + r * TILE * TILE
-            _stage(A, ta, k0, m0, K, M, idx, sa)
-            _stage(B, not tb, k0, n0, K, N, idx, sb)
+            _stage(A, ta, k0, m0, K, M, a_col0, idx, sa)
+            _stage(B, not tb, k0, n0, K, N, 0, idx, sb)
         cuda.syncthreads()
         for kk in range(TILE):
             for i in range(RB):
@@ -476,13 +477,18 @@ def _blocks(n: int) -> tuple:
     return (max(1, -(-n // tpb)), tpb)
 
 
-def _gemm(A_d, B_d, bias_d, C_d, *, ta: bool = False, tb: bool = True):
-    """C = op(A) @ op(B) + bias on the device; the default (tb) is ``A @ B.T + bias``."""
+def _gemm(A_d, B_d, bias_d, C_d, *, ta: bool = False, tb: bool = True, a_col0: int = 0):
+    """C = op(A) @ op(B) + bias on the device; the default (tb) is ``A @ B.T + bias``.
+
+    ``a_col0``: op(A) is the block of A's columns from ``a_col0`` on that the shapes of B and C
+    call for. Slicing a device array by columns instead (``A[:, j0:j1]``) costs numba a Python-level
+    contiguity check per row: 3,200 rows took milliseconds on the host per slice."""
     M, N = C_d.shape
+    K = B_d.shape[1] if tb else B_d.shape[0]
     if bias_d is None:
         bias_d = _zeros((N,))
     grid = (-(-N // BM), -(-M // BM))
-    _gemm_kernel[grid, (TILE, TILE)](A_d, B_d, bias_d, C_d, ta, tb)
+    _gemm_kernel[grid, (TILE, TILE)](A_d, B_d, bias_d, C_d, ta, tb, a_col0, K)
 
 
 def _zeros(shape):
@@ -647,7 +653,7 @@ def gpu_lstm_backward(grad_y, cache: GpuLSTMCache, *, grad_hn=None, grad_cn=None
         for d in range(D):
             _previous_h[hgrid, htpb](cache.outputs[l], cache.h0[sl], lens_d, d, hprev)
             dw_hh = cuda.device_array((G, H), np.float32)
-            _gemm(dg2[:, d * G:(d + 1) * G], hprev.reshape(B * T, H), None, dw_hh, ta=True, tb=False)
+            _gemm(dg2, hprev.reshape(B * T, H), None, dw_hh, ta=True, tb=False, a_col0=d * G)
             db = db_h[d * G:(d + 1) * G]
             layer_grads.append((dw_ih_h[d * G:(d + 1) * G], dw_hh.copy_to_host(), db, db.copy()))
         grads[l] = layer_grads

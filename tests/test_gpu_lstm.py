@@ -127,6 +127,13 @@ def test_gpu_gemm_all_transposes():
         C = cuda.device_array((M, N), np.float32)
         _gemm(cuda.to_device(A), cuda.to_device(B), cuda.to_device(bias), C, ta=ta, tb=tb)
         np.testing.assert_allclose(C.copy_to_host(), a @ b + bias, atol=1e-4)
+        # op(A) as a block of a wider array's columns (a_col0), with junk on both sides
+        col0, extra = 5, 3
+        wide = rng.standard_normal((A.shape[0], col0 + A.shape[1] + extra)).astype(np.float32)
+        wide[:, col0:col0 + A.shape[1]] = A
+        C2 = cuda.device_array((M, N), np.float32)
+        _gemm(cuda.to_device(wide), cuda.to_device(B), cuda.to_device(bias), C2, ta=ta, tb=tb, a_col0=col0)
+        np.testing.assert_allclose(C2.copy_to_host(), a @ b + bias, atol=1e-4)
 
 
 def test_gpu_validation():
