@@ -75,7 +75,7 @@ def train_step(torch, B, repeats, T=100, I=117, H=256, L=3, dropout=0.0):
     W = ours.weights()
 
     def run_ours():
-        if dropout:  # nn.LSTM's layer-by-layer path: one kernel call per layer, masks between
+        if dropout:  # nn.LSTM draws the masks; the CUDA forward applies them between its layers
             ours.forward(x)
             ours.backward(gy)
         else:

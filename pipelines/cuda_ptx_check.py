@@ -49,6 +49,7 @@ def kernel_signatures():
         "_previous_h": (f32[3], f32a[3], i64, int64, f32[3]),
         "_column_sums": (f32[2], f32[1]),
         "_fill_zero": (f32[1],),
+        "_multiply": (f32[1], f32[1], f32[1]),
         "_log_softmax_rows": (f32[2],),
         "_greedy_ctc": (f32[3], i64, int64, types.Array(types.int64, 2, "C"), i64),
     }

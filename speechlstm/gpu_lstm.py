@@ -434,6 +434,14 @@ def _fill_zero(a):
 
 
 @cuda.jit
+def _multiply(a, b, out):
+    """out = a * b elementwise (1-D views): a dropout mask on a layer's output or its gradient."""
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = a[i] * b[i]
+
+
+@cuda.jit
 def _log_softmax_rows(z):
     r = cuda.grid(1)
     if r >= z.shape[0]:
@@ -525,15 +533,43 @@ class GpuLSTMCache:
     weights: list  # host weights, float32
     shape: tuple  # (B, T, I)
     bidirectional: bool
+    masks: list = None  # device dropout masks [B*T, D*H] on each layer's output but the last, or None
 
 
-def _forward_device(x, weights, lengths=None, h0=None, c0=None, training=False):
+def _check_masks(masks, L, shape):
+    if masks is None:
+        return None
+    if not isinstance(masks, (list, tuple)) or len(masks) != L - 1:
+        raise ParameterError(f"masks must be a list of {L - 1} arrays (one per layer but the last), got "
+                             f"{type(masks).__name__} of {len(masks) if isinstance(masks, (list, tuple)) else '?'}")
+    out = []
+    for l, m in enumerate(masks):
+        m = np.asarray(m)
+        if m.shape != shape:
+            raise ParameterError(f"masks[{l}] must have shape {shape}, got {m.shape}")
+        out.append(np.ascontiguousarray(m, np.float32))
+    return out
+
+
+def _masked(a_d, mask_d):
+    """A new device array ``a * mask`` of ``a``'s shape (both C-contiguous)."""
+    out = cuda.device_array(a_d.shape, np.float32)
+    n = int(np.prod(a_d.shape))
+    grid, tpb = _blocks(n)
+    _multiply[grid, tpb](a_d.reshape(n), mask_d.reshape(n), out.reshape(n))
+    return out
+
+
+def _forward_device(x, weights, lengths=None, h0=None, c0=None, training=False, masks=None):
     x = check_input(x)
     B, T, I = x.shape
     weights, L, D, H, _ = check_weights(weights, input_size=I, dtype=np.float32)
     lens = _check_lengths(lengths, B, T)
     h0 = _check_state(h0, (L * D, B, H), np.float32, "h0")
     c0 = _check_state(c0, (L * D, B, H), np.float32, "c0")
+    masks = _check_masks(masks, L, (B, T, D * H))
+    if masks is not None and not training:
+        raise ParameterError("dropout masks apply in training only (training=True)")
     _require_gpu()
     lens_d = cuda.to_device(lens)
     inp = cuda.to_device(np.ascontiguousarray(x, np.float32).reshape(B * T, I))
@@ -541,7 +577,9 @@ def _forward_device(x, weights, lengths=None, h0=None, c0=None, training=False):
     persistent = H <= min(HMAX, config.CUDA_PERSISTENT_MAX_HIDDEN)
     hn = np.empty((L * D, B, H), np.float32)
     cn = np.empty((L * D, B, H), np.float32)
-    cache = GpuLSTMCache([], [], [], [], h0_d, c0_d, lens, lens_d, weights, (B, T, I), D == 2) if training else None
+    masks_d = None if masks is None else [cuda.to_device(m.reshape(B * T, D * H)) for m in masks]
+    cache = (GpuLSTMCache([], [], [], [], h0_d, c0_d, lens, lens_d, weights, (B, T, I), D == 2, masks_d)
+             if training else None)
     dummy = cuda.device_array((1, 1, 1, 1), np.float32)
     tmax = int(lens.max()) if B else 0
     for l in range(L):
@@ -578,13 +616,19 @@ def _forward_device(x, weights, lengths=None, h0=None, c0=None, training=False):
             cache.cells.append(cells)
             cache.outputs.append(y)
         inp = y.reshape(B * T, D * H)
+        if masks_d is not None and l < L - 1:  # dropout: the next layer reads the masked output
+            inp = _masked(inp, masks_d[l])
     return inp, (hn, cn), (B, T, D * H), cache
 
 
-def gpu_lstm_forward(x, weights, *, lengths=None, h0=None, c0=None, training: bool = False):
+def gpu_lstm_forward(x, weights, *, lengths=None, h0=None, c0=None, training: bool = False, masks=None):
     """Same signature and results as :func:`speechlstm.lstm.lstm_forward` (float32); with
-    ``training`` the cache is a :class:`GpuLSTMCache` for :func:`gpu_lstm_backward`."""
-    y_d, (hn, cn), shape, cache = _forward_device(x, weights, lengths, h0, c0, training)
+    ``training`` the cache is a :class:`GpuLSTMCache` for :func:`gpu_lstm_backward`.
+
+    ``masks`` (training only): dropout between layers, a list of ``L - 1`` arrays [B, T, D*H], each
+    multiplying a layer's output before the next layer reads it (``nn.LSTM(dropout=p)`` draws
+    them); applied on the device, in the same one call, and again to the gradients in backward."""
+    y_d, (hn, cn), shape, cache = _forward_device(x, weights, lengths, h0, c0, training, masks)
     return y_d.copy_to_host().reshape(shape), (hn, cn), cache
 
 
@@ -657,6 +701,8 @@ def gpu_lstm_backward(grad_y, cache: GpuLSTMCache, *, grad_hn=None, grad_cn=None
             db = db_h[d * G:(d + 1) * G]
             layer_grads.append((dw_ih_h[d * G:(d + 1) * G], dw_hh.copy_to_host(), db, db.copy()))
         grads[l] = layer_grads
+        if dx is not None and l > 0 and cache.masks is not None:  # through the dropout below this layer
+            dx = _masked(dx, cache.masks[l - 1])
         dy = None if dx is None else dx.reshape(B, T, I)
     return (None if dy is None else dy.copy_to_host()), grads, (dh0, dc0)
 

@@ -166,9 +166,14 @@ class LSTM(_Module):
             raise ParameterError(f"x must be [B, T, {self.input_size}], got shape {x.shape}")
         h0, c0 = (None, None) if state is None else state
         x = x.astype(self.dtype, copy=False)
-        if self.training and self.dropout > 0 and self.num_layers > 1:
-            return self._forward_dropout(x, lengths, h0, c0)
         forward, extra = self._kernels("forward")
+        if self.training and self.dropout > 0 and self.num_layers > 1:
+            if self.device != "cuda":
+                return self._forward_dropout(x, lengths, h0, c0)
+            # the CUDA forward applies the masks between its layers on the device, in one call
+            shape = (x.shape[0], x.shape[1], self.num_directions * self.hidden_size)
+            extra = dict(extra, masks=[self.dropout_mask(shape, self.dropout, x.dtype)
+                                       for _ in range(self.num_layers - 1)])
         y, (hn, cn), cache = forward(x, self.weights(), lengths=lengths, h0=h0, c0=c0, training=self.training,
                                      **extra)
         self._cache = cache
@@ -192,7 +197,8 @@ class LSTM(_Module):
         return (_lstm.lstm_forward if which == "forward" else _lstm.lstm_backward), {"workspace": ws}
 
     def _forward_dropout(self, x, lengths, h0, c0):
-        """Training with dropout: one kernel call per layer, a fresh mask on each output but the last."""
+        """Training with dropout on the CPU: one kernel call per layer, a fresh mask on each output
+        but the last (drawn in layer order, as the CUDA path draws them)."""
         D, L = self.num_directions, self.num_layers
         weights = self.weights()
         caches, masks, hns, cns = [], [], [], []

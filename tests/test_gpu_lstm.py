@@ -109,6 +109,46 @@ def test_gpu_backward_matches_naive(bi, lstm_kernel):
                 np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.parametrize("bi", [False, True])
+def test_gpu_dropout_masks_match_naive(bi):
+    """Dropout masks between layers, applied on the device in the one fused call: forward and every
+    gradient against the float64 reference with the same masks."""
+    from speechlstm.gpu_lstm import gpu_lstm_backward, gpu_lstm_forward
+    from speechlstm.nn import _dropout_mask
+
+    B, T, I, H, L = 3, 6, 5, 4, 3
+    D = 2 if bi else 1
+    W, x, lens, h0, c0 = _case(B, T, I, H, L, bi, seed=4)
+    mrng = np.random.default_rng(9)
+    masks = [_dropout_mask(mrng, (B, T, D * H), 0.4, np.dtype(np.float32)) for _ in range(L - 1)]
+    rng = np.random.default_rng(6)
+    gy = rng.standard_normal((B, T, D * H)).astype(np.float32)
+    ghn, gcn = rng.standard_normal((2, L * D, B, H)).astype(np.float32)
+    y, (hn, cn), cache = gpu_lstm_forward(x, W, lengths=lens, h0=h0, c0=c0, training=True, masks=masks)
+    W64 = [[tuple(a.astype(np.float64) for a in wd) for wd in wl] for wl in W]
+    m64 = [m.astype(np.float64) for m in masks]
+    ry, rhn, rcn = naive.lstm_forward(x, W64, lens, h0, c0, masks=m64)
+    tol = dict(atol=5e-5, rtol=1e-4)
+    np.testing.assert_allclose(y, ry, **tol)
+    np.testing.assert_allclose(hn, rhn, **tol)
+    np.testing.assert_allclose(cn, rcn, **tol)
+    gx, gw, (gh0, gc0) = gpu_lstm_backward(gy, cache, grad_hn=ghn, grad_cn=gcn)
+    rx, rw, rh0, rc0 = naive.lstm_backward(x, W64, gy, lens, h0, c0, ghn, gcn, masks=m64)
+    np.testing.assert_allclose(gx, rx, **tol)
+    np.testing.assert_allclose(gh0, rh0, **tol)
+    np.testing.assert_allclose(gc0, rc0, **tol)
+    for l in range(L):
+        for d in range(D):
+            for got, ref in zip(gw[l][d], rw[l][d]):
+                np.testing.assert_allclose(got, ref, **tol)
+    with pytest.raises(ParameterError, match="masks must be a list of 2 arrays"):
+        gpu_lstm_forward(x, W, training=True, masks=masks[:1])
+    with pytest.raises(ParameterError, match=r"masks\[1\] must have shape"):
+        gpu_lstm_forward(x, W, training=True, masks=[masks[0], masks[1][:, :2]])
+    with pytest.raises(ParameterError, match="training only"):
+        gpu_lstm_forward(x, W, masks=masks)
+
+
 def test_gpu_gemm_all_transposes():
     from numba import cuda
 
