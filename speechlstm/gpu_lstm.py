@@ -33,7 +33,7 @@ from numba import cuda, float32
 from . import config
 from .errors import DeviceError, ParameterError
 from .gates import compile_gates
-from .lstm import _check_lengths, _check_state, check_input, check_weights
+from .lstm import _check_lengths, _check_state, check_input, check_masks, check_weights
 
 __all__ = ["gpu_lstm_forward", "gpu_lstm_backward", "GpuLSTMCache", "gpu_log_probs", "gpu_greedy_ids", "gpu_dense"]
 
@@ -536,21 +536,6 @@ class GpuLSTMCache:
     masks: list = None  # device dropout masks [B*T, D*H] on each layer's output but the last, or None
 
 
-def _check_masks(masks, L, shape):
-    if masks is None:
-        return None
-    if not isinstance(masks, (list, tuple)) or len(masks) != L - 1:
-        raise ParameterError(f"masks must be a list of {L - 1} arrays (one per layer but the last), got "
-                             f"{type(masks).__name__} of {len(masks) if isinstance(masks, (list, tuple)) else '?'}")
-    out = []
-    for l, m in enumerate(masks):
-        m = np.asarray(m)
-        if m.shape != shape:
-            raise ParameterError(f"masks[{l}] must have shape {shape}, got {m.shape}")
-        out.append(np.ascontiguousarray(m, np.float32))
-    return out
-
-
 def _masked(a_d, mask_d):
     """A new device array ``a * mask`` of ``a``'s shape (both C-contiguous)."""
     out = cuda.device_array(a_d.shape, np.float32)
@@ -567,9 +552,7 @@ def _forward_device(x, weights, lengths=None, h0=None, c0=None, training=False, 
     lens = _check_lengths(lengths, B, T)
     h0 = _check_state(h0, (L * D, B, H), np.float32, "h0")
     c0 = _check_state(c0, (L * D, B, H), np.float32, "c0")
-    masks = _check_masks(masks, L, (B, T, D * H))
-    if masks is not None and not training:
-        raise ParameterError("dropout masks apply in training only (training=True)")
+    masks = check_masks(masks, L, (B, T, D * H), np.float32, training)
     _require_gpu()
     lens_d = cuda.to_device(lens)
     inp = cuda.to_device(np.ascontiguousarray(x, np.float32).reshape(B * T, I))

@@ -381,6 +381,7 @@ class LSTMCache:
     lengths: np.ndarray  # [B] int64
     weights: Weights
     bidirectional: bool
+    masks: Optional[List[np.ndarray]] = None  # dropout masks on each layer's output but the last
 
 
 def check_weights(weights, *, input_size: Optional[int] = None, dtype=np.float32):
@@ -455,6 +456,25 @@ def _check_state(a, shape, dtype, name):
     return np.ascontiguousarray(a, dtype=dtype)
 
 
+def check_masks(masks, L: int, shape, dtype, training: bool):
+    """Validate dropout masks for an ``L``-layer LSTM: ``L - 1`` arrays of ``shape`` [B, T, D*H]
+    (shared with gpu_lstm); returns them contiguous in ``dtype``, or None."""
+    if masks is None:
+        return None
+    if not training:
+        raise ParameterError("dropout masks apply in training only (training=True)")
+    if not isinstance(masks, (list, tuple)) or len(masks) != L - 1:
+        got = f"{len(masks)} arrays" if isinstance(masks, (list, tuple)) else type(masks).__name__
+        raise ParameterError(f"masks must be a list of {L - 1} arrays (one per layer but the last), got {got}")
+    out = []
+    for l, m in enumerate(masks):
+        m = np.asarray(m)
+        if m.shape != tuple(shape):
+            raise ParameterError(f"masks[{l}] must have shape {tuple(shape)}, got {m.shape}")
+        out.append(np.ascontiguousarray(m, dtype))
+    return out
+
+
 def lstm_forward(
     x: np.ndarray,
     weights: Weights,
@@ -463,6 +483,7 @@ def lstm_forward(
     h0=None,
     c0=None,
     training: bool = False,
+    masks=None,
     workspace: Optional[Workspace] = None,
 ):
     """Multi-layer, uni- or bidirectional LSTM over a padded batch.
@@ -479,6 +500,9 @@ def lstm_forward(
         initial states (default zeros), index ``l*D + d`` as in PyTorch.
     training : bool
         keep what :func:`lstm_backward` needs.
+    masks : list of L-1 np.ndarray [shape=(B, T, D*H)] or None
+        dropout between layers (training only): ``masks[l]`` multiplies layer l's output before
+        layer l+1 reads it, and its gradient in backward (``nn.LSTM(dropout=p)`` draws them).
     workspace : Workspace or None
         reuse its buffers for the temporaries and, when training, for the arrays the cache holds:
         the next training call with the same workspace overwrites that cache.  ``y`` is always new.
@@ -498,13 +522,14 @@ def lstm_forward(
     lens = _check_lengths(lengths, B, T)
     h0 = _check_state(h0, (L * D, B, H), dtype, "h0")
     c0 = _check_state(c0, (L * D, B, H), dtype, "c0")
+    masks = check_masks(masks, L, (B, T, D * H), dtype, training)
     prepare_blas()
     if D == 1 and L >= 2 and not training and B <= config.WAVEFRONT_MAX_BATCH and numba.get_num_threads() > 1:
         return _wavefront_forward(x, weights, lens, h0, c0)
     n_chunks = _n_chunks(D, B)
     hn = np.empty((L * D, B, H), dtype)
     cn = np.empty((L * D, B, H), dtype)
-    cache = LSTMCache([], [], [], [], h0, c0, lens, weights, D == 2) if training else None
+    cache = LSTMCache([], [], [], [], h0, c0, lens, weights, D == 2, masks) if training else None
     inp = np.ascontiguousarray(x)
     empty = np.zeros((0, 0, 0, 0), dtype)
     for l in range(L):
@@ -526,6 +551,8 @@ def lstm_forward(
             cache.cells.append(cells)
             cache.outputs.append(y)
         inp = y
+        if masks is not None and l < L - 1:  # dropout: the next layer reads the masked output
+            inp = np.multiply(y, masks[l], out=_scratch(workspace, f"train/in{l + 1}", y.shape, dtype))
     return inp, (hn, cn), cache
 
 
@@ -614,5 +641,7 @@ def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn
             db = dg_d.sum(axis=0)
             layer_grads.append((dw_ih, dw_hh, db, db.copy()))
         grads[l] = layer_grads
+        if l > 0 and cache.masks is not None:  # through the dropout below this layer
+            np.multiply(dx, cache.masks[l - 1].reshape(B * T, I), out=dx)
         dy = None if dx is None else dx.reshape(B, T, I)
     return dy, grads, (dh0, dc0)

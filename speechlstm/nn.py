@@ -112,7 +112,6 @@ class LSTM(_Module):
         self.device = "cpu"
         self._cache = None
         self._workspace = _lstm.Workspace()  # CPU scratch reused call to call (see lstm.Workspace)
-        self._layer_workspaces = []  # one per layer when dropout runs the layers one call each
         self.grad_state = None
         self.dropout_rng = None  # np.random.Generator for the dropout masks; None: a fresh, unseeded one
 
@@ -168,54 +167,24 @@ class LSTM(_Module):
         x = x.astype(self.dtype, copy=False)
         forward, extra = self._kernels("forward")
         if self.training and self.dropout > 0 and self.num_layers > 1:
-            if self.device != "cuda":
-                return self._forward_dropout(x, lengths, h0, c0)
-            # the CUDA forward applies the masks between its layers on the device, in one call
+            # fresh masks in layer order; the kernels apply them between layers (and in backward)
             shape = (x.shape[0], x.shape[1], self.num_directions * self.hidden_size)
-            extra = dict(extra, masks=[self.dropout_mask(shape, self.dropout, x.dtype)
-                                       for _ in range(self.num_layers - 1)])
+            extra["masks"] = [self.dropout_mask(shape, self.dropout, x.dtype) for _ in range(self.num_layers - 1)]
         y, (hn, cn), cache = forward(x, self.weights(), lengths=lengths, h0=h0, c0=c0, training=self.training,
                                      **extra)
         self._cache = cache
         return y, (hn, cn)
 
-    def _kernels(self, which, layer=None, cache=None):
+    def _kernels(self, which, cache=None):
         """(function, extra keyword arguments) of the CPU or CUDA forward, or of the backward that
-        fits ``cache``; ``layer`` picks that layer's own CPU workspace (the layer-by-layer path
-        keeps every layer's cache)."""
+        fits ``cache``."""
         if which == "forward" and self.device == "cuda":
             from .gpu_lstm import gpu_lstm_forward as fn
             return fn, {}
         if which == "backward" and not isinstance(cache, _lstm.LSTMCache):
             from .gpu_lstm import gpu_lstm_backward as fn
             return fn, {}
-        ws = self._workspace
-        if layer is not None:
-            while len(self._layer_workspaces) <= layer:
-                self._layer_workspaces.append(_lstm.Workspace())
-            ws = self._layer_workspaces[layer]
-        return (_lstm.lstm_forward if which == "forward" else _lstm.lstm_backward), {"workspace": ws}
-
-    def _forward_dropout(self, x, lengths, h0, c0):
-        """Training with dropout on the CPU: one kernel call per layer, a fresh mask on each output
-        but the last (drawn in layer order, as the CUDA path draws them)."""
-        D, L = self.num_directions, self.num_layers
-        weights = self.weights()
-        caches, masks, hns, cns = [], [], [], []
-        inp = x
-        for l in range(L):
-            sl = slice(l * D, (l + 1) * D)
-            forward, extra = self._kernels("forward", l)
-            y, (hn, cn), cache = forward(inp, [weights[l]], lengths=lengths, h0=None if h0 is None else h0[sl],
-                                         c0=None if c0 is None else c0[sl], training=True, **extra)
-            caches.append(cache)
-            hns.append(hn)
-            cns.append(cn)
-            if l < L - 1:
-                masks.append(self.dropout_mask(y.shape, self.dropout, y.dtype))
-                inp = y * masks[-1]
-        self._cache = _LayerwiseCache(caches, masks)
-        return y, (np.concatenate(hns), np.concatenate(cns))
+        return (_lstm.lstm_forward if which == "forward" else _lstm.lstm_backward), {"workspace": self._workspace}
 
     __call__ = forward
 
@@ -232,12 +201,9 @@ class LSTM(_Module):
         if self._cache is None:
             raise ParameterError("LSTM.backward needs a forward pass in training mode first")
         ghn, gcn = (None, None) if grad_state is None else grad_state
-        if isinstance(self._cache, _LayerwiseCache):
-            gx, gw, self.grad_state = self._backward_dropout(grad_y, ghn, gcn, input_grad)
-        else:
-            backward, extra = self._kernels("backward", cache=self._cache)
-            gx, gw, self.grad_state = backward(grad_y, self._cache, grad_hn=ghn, grad_cn=gcn, input_grad=input_grad,
-                                               **extra)
+        backward, extra = self._kernels("backward", cache=self._cache)
+        gx, gw, self.grad_state = backward(grad_y, self._cache, grad_hn=ghn, grad_cn=gcn, input_grad=input_grad,
+                                           **extra)
         for l in range(self.num_layers):
             for d in range(self.num_directions):
                 for n, g in zip(self._names(l, d), gw[l][d]):
@@ -251,36 +217,11 @@ class LSTM(_Module):
             self.dropout_rng = np.random.default_rng()
         return _dropout_mask(self.dropout_rng, shape, p, np.dtype(dtype))
 
-    def _backward_dropout(self, grad_y, ghn, gcn, input_grad):
-        D, L = self.num_directions, self.num_layers
-        cache = self._cache
-        gw, dh0, dc0 = [None] * L, [None] * L, [None] * L
-        dy = grad_y
-        for l in range(L - 1, -1, -1):
-            sl = slice(l * D, (l + 1) * D)
-            backward, extra = self._kernels("backward", l, cache.layers[l])
-            dx, g, (dh0[l], dc0[l]) = backward(dy, cache.layers[l], grad_hn=None if ghn is None else ghn[sl],
-                                               grad_cn=None if gcn is None else gcn[sl],
-                                               input_grad=l > 0 or input_grad, **extra)
-            gw[l] = g[0]
-            if l > 0:
-                dy = dx * cache.masks[l - 1]
-        return dx, gw, (np.concatenate(dh0), np.concatenate(dc0))
-
     def stream(self):
         """A streaming runner: ``runner(chunk) -> y_chunk`` carrying (h, c) across chunks."""
         if self.bidirectional:
             raise ParameterError("streaming needs a unidirectional LSTM (this one is bidirectional)")
         return _LSTMStream(self)
-
-
-class _LayerwiseCache:
-    """What the layer-by-layer (dropout) forward keeps for backward: each layer's kernel cache and
-    the dropout mask applied to each layer's output but the last."""
-
-    def __init__(self, layers, masks):
-        self.layers = layers
-        self.masks = masks
 
 
 class _LSTMStream:

@@ -62,16 +62,16 @@ def test_dropout_leaves_inference_and_zero_rate_alone():
     np.testing.assert_array_equal(drop.forward(x)[0], plain.forward(x)[0])
     plain.train()
     plain.forward(x)
-    assert isinstance(plain._cache, _lstm.LSTMCache)  # no dropout: the fused all-layer kernels
+    assert plain._cache.masks is None  # no dropout: no masks
     drop.train()
     y1 = drop.forward(x)[0]
     y2 = drop.forward(x)[0]
     assert not np.array_equal(y1, y2)  # fresh masks on every training call
 
 
-def test_layerwise_path_equals_fused_path_when_nothing_is_dropped():
-    """A rate so small that nothing is dropped (masks all 1/(1-1e-12)): the layer-by-layer path
-    gives the fused kernels' outputs, states and gradients (float32, CPU workspaces)."""
+def test_masked_path_equals_plain_path_when_nothing_is_dropped():
+    """A rate so small that nothing is dropped (masks all 1/(1-1e-12)): the masked path gives the
+    plain path's outputs, states and gradients (float32, CPU workspaces)."""
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, 9, 5)).astype(np.float32)
     lens = np.array([9, 4, 7])
@@ -124,3 +124,19 @@ def test_acoustic_model_dropout_gradients_by_finite_differences():
 def test_dropout_validation(bad):
     with pytest.raises(ParameterError, match="dropout must lie in"):
         LSTM(3, 4, num_layers=2, dropout=bad)
+
+
+def test_lstm_forward_masks_validation():
+    rng = np.random.default_rng(0)
+    m = LSTM(3, 4, num_layers=3, bidirectional=True, seed=0)
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    ok = [np.ones((2, 5, 8), np.float32)] * 2
+    y, _, cache = _lstm.lstm_forward(x, m.weights(), training=True, masks=ok)
+    assert len(cache.masks) == 2
+    np.testing.assert_array_equal(y, _lstm.lstm_forward(x, m.weights(), training=True)[0])  # ones change nothing
+    with pytest.raises(ParameterError, match="masks must be a list of 2 arrays .*got 1 arrays"):
+        _lstm.lstm_forward(x, m.weights(), training=True, masks=ok[:1])
+    with pytest.raises(ParameterError, match=r"masks\[0\] must have shape \(2, 5, 8\), got \(2, 5, 4\)"):
+        _lstm.lstm_forward(x, m.weights(), training=True, masks=[ok[0][:, :, :4], ok[1]])
+    with pytest.raises(ParameterError, match="training only"):
+        _lstm.lstm_forward(x, m.weights(), masks=ok)

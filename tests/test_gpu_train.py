@@ -50,8 +50,8 @@ def test_acoustic_model_training_step_on_cuda_equals_cpu():
 
 
 def test_dropout_training_step_on_cuda_equals_cpu():
-    """With dropout the LSTM runs one kernel call per layer on the CPU and one masked call on the
-    GPU; both draw the masks in layer order from dropout_rng, so logits and gradients agree."""
+    """With dropout both devices run the masked all-layer call; the masks come from dropout_rng in
+    layer order, so the same seed gives the same masks, and logits and gradients agree."""
     rng = np.random.default_rng(3)
     cpu = AcousticModel(6, 5, 7, num_layers=2, bidirectional=True, seed=1, dropout=0.3)
     gpu = AcousticModel(6, 5, 7, num_layers=2, bidirectional=True, seed=1, dropout=0.3).to("cuda")
