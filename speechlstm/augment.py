@@ -164,10 +164,11 @@ class Augmenter:
 
     def __post_init__(self):
         v = self.vtlp
-        if not (isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(a, (int, float)) for a in v)
+        if not (isinstance(v, (tuple, list)) and len(v) == 2
+                and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in v)
                 and 0.5 <= v[0] <= v[1] <= 2.0):
             raise ParameterError(f"vtlp must be a (low, high) range within [0.5, 2], got {self.vtlp!r}")
-        if not (isinstance(self.p_vtlp, (int, float)) and 0.0 <= self.p_vtlp <= 1.0):
+        if isinstance(self.p_vtlp, bool) or not (isinstance(self.p_vtlp, (int, float)) and 0.0 <= self.p_vtlp <= 1.0):
             raise ParameterError(f"p_vtlp must be a probability in [0, 1], got {self.p_vtlp!r}")
 
     @classmethod

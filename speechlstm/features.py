@@ -355,7 +355,7 @@ def base_features(y: np.ndarray, cfg: FeatureConfig = FeatureConfig(), *, warp: 
     np.ndarray [shape=(cfg.n_base_frames(n_samples), cfg.base_dim), dtype=float32]
     """
     y = _check_samples(y)
-    if not (isinstance(warp, (int, float, np.floating)) and 0.5 <= warp <= 2.0):
+    if isinstance(warp, bool) or not (isinstance(warp, (int, float, np.floating)) and 0.5 <= warp <= 2.0):
         raise ParameterError(f"warp must be a number in [0.5, 2], got {warp!r}")
     if y.size < cfg.win_length:
         y = np.pad(y, (0, cfg.win_length - y.size))

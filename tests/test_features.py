@@ -233,6 +233,6 @@ def test_base_features_warp():
         np.testing.assert_allclose(_warped_mel_basis(cfg, a), fb @ _warp_matrix(a, fb.shape[1]).T, atol=1e-7)
     bands = {a: int(np.argmax(_warped_mel_basis(cfg, a) @ spec)) for a in (0.9, 1.0, 1.1)}
     assert bands[0.9] < bands[1.0] < bands[1.1], bands
-    for bad in (0.4, 2.5, float("nan"), "1.1", None):
+    for bad in (0.4, 2.5, float("nan"), "1.1", None, True):
         with pytest.raises(ParameterError, match="warp must be a number in \\[0.5, 2\\]"):
             base_features(y, cfg, warp=bad)
