@@ -248,19 +248,10 @@ def _warp_source(alpha: float, n_bins: int):
     return lo, src - lo
 
 
-def _warp_matrix(alpha: float, n_bins: int) -> np.ndarray:
-    """The warp as a matrix ``M`` [n_bins, n_bins]: ``power @ M`` is the warped spectrum."""
-    lo, w = _warp_source(alpha, n_bins)
-    M = np.zeros((n_bins, n_bins), np.float64)
-    k = np.arange(n_bins)
-    M[lo, k] += 1.0 - w
-    M[lo + 1, k] += w
-    return M
-
-
 def _warped_mel_basis(cfg: FeatureConfig, warp: float) -> np.ndarray:
-    """The mel filterbank applied to a spectrum warped by ``warp`` (``fb @ M.T``, each target bin's
-    weight spread over its two source bins). Not memoised: training draws a factor per clip."""
+    """The mel filterbank applied to a spectrum warped by ``warp`` (``fb @ M.T`` for the warp as a
+    matrix M, each target bin's weight spread over its two source bins, without building M). Not
+    memoised: training draws a factor per clip."""
     fb = _mel_basis(cfg)
     if warp == 1.0:
         return fb

@@ -178,3 +178,25 @@ def ctc_loss_bruteforce(logits, target, blank=0):
         if ctc_collapse(path, blank) == list(target):
             total += np.exp(sum(lp[t, path[t]] for t in range(T)))
     return -np.log(total) if total > 0 else np.inf
+
+
+# ---------------------------------------------------------------- VTLP warp ----------------------
+def warp_matrix(alpha, n_bins, boundary):
+    """The vocal-tract-length warp of a power spectrum as a dense matrix M, ``warped = power @ M``:
+    the energy at bin f moves to ``alpha * f`` up to the boundary (``boundary`` of the Nyquist bin,
+    times min(alpha, 1) / alpha, in source bins), then a straight line to the Nyquist bin, which
+    stays. Each target bin linearly interpolates the spectrum at its source position."""
+    top = n_bins - 1
+    knot_src = boundary * top * min(alpha, 1.0) / alpha
+    knot_tgt = alpha * knot_src
+    M = np.zeros((n_bins, n_bins))
+    for k in range(n_bins):
+        if k <= knot_tgt:
+            s = k / alpha
+        else:
+            s = knot_src + (k - knot_tgt) * (top - knot_src) / (top - knot_tgt)
+        j = min(int(np.floor(s)), top - 1)
+        w = s - j
+        M[j, k] += 1.0 - w
+        M[j + 1, k] += w
+    return M

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+import naive
 from speechlstm import FeatureConfig, ParameterError, extract_features
 from speechlstm.features import (FeatureStats, FeatureStream, base_features, compute_stats,
                                  file_features, iter_file_features)
@@ -190,25 +191,25 @@ def _peak_bin(power):
 
 
 def test_warp_moves_a_tone_to_alpha_times_its_frequency():
-    from speechlstm.features import WARP_BOUNDARY, _warp_matrix
+    from speechlstm.features import WARP_BOUNDARY
 
     n_bins = 201  # a 400-sample window
     for alpha in (0.85, 0.9, 1.0, 1.1, 1.2):
         for src in (20, 50, 100):
             power = np.zeros(n_bins)
             power[src] = 1.0
-            warped = power @ _warp_matrix(alpha, n_bins)
+            warped = power @ naive.warp_matrix(alpha, n_bins, WARP_BOUNDARY)
             # below the boundary the warp is a pure scaling: the energy lands within one bin of alpha*f
             assert abs(_peak_bin(warped) - alpha * src) <= 1.0, (alpha, src)
     for alpha in (0.8, 1.0, 1.25):
-        M = _warp_matrix(alpha, n_bins)
+        M = naive.warp_matrix(alpha, n_bins, WARP_BOUNDARY)
         np.testing.assert_allclose(M.sum(axis=0), 1.0)  # each target bin interpolates two sources
         flat = np.ones(n_bins) @ M
         np.testing.assert_allclose(flat, 1.0)  # a flat spectrum stays flat: nothing leaves the band
         top = np.zeros(n_bins)
         top[-1] = 1.0
         assert _peak_bin(top @ M) == n_bins - 1  # the Nyquist frequency stays in place
-    np.testing.assert_array_equal(_warp_matrix(1.0, n_bins), np.eye(n_bins))
+    np.testing.assert_array_equal(naive.warp_matrix(1.0, n_bins, WARP_BOUNDARY), np.eye(n_bins))
     assert 0 < WARP_BOUNDARY < 1
 
 
@@ -221,16 +222,15 @@ def test_base_features_warp():
     up, down = base_features(y, cfg, warp=1.1), base_features(y, cfg, warp=0.9)
     assert up.shape == plain.shape == down.shape and up.dtype == np.float32
     assert not np.allclose(up, plain) and not np.allclose(down, plain)
-    # through the warped filterbank the tone's mel band moves up for warp > 1 and down for < 1
-    from speechlstm.features import _warped_mel_basis
-
-    win = cfg.win_length
-    spec = np.abs(np.fft.rfft(y[:win] * np.hanning(win))) ** 2
-    from speechlstm.features import _mel_basis, _warp_matrix
+    from speechlstm.features import WARP_BOUNDARY, _mel_basis, _warped_mel_basis
 
     fb = _mel_basis(cfg).astype(np.float64)
     for a in (0.87, 1.0, 1.13):  # the scattered filterbank is the dense warp's fb @ M.T
-        np.testing.assert_allclose(_warped_mel_basis(cfg, a), fb @ _warp_matrix(a, fb.shape[1]).T, atol=1e-7)
+        np.testing.assert_allclose(_warped_mel_basis(cfg, a), fb @ naive.warp_matrix(a, fb.shape[1], WARP_BOUNDARY).T,
+                                   atol=1e-7)
+    # through the warped filterbank the tone's mel band moves up for warp > 1 and down for < 1
+    win = cfg.win_length
+    spec = np.abs(np.fft.rfft(y[:win] * np.hanning(win))) ** 2
     bands = {a: int(np.argmax(_warped_mel_basis(cfg, a) @ spec)) for a in (0.9, 1.0, 1.1)}
     assert bands[0.9] < bands[1.0] < bands[1.1], bands
     for bad in (0.4, 2.5, float("nan"), "1.1", None, True):
