@@ -536,9 +536,11 @@ class GpuLSTMCache:
     masks: list = None  # device dropout masks [B*T, D*H] on each layer's output but the last, or None
 
 
-def _masked(a_d, mask_d):
-    """A new device array ``a * mask`` of ``a``'s shape (both C-contiguous)."""
-    out = cuda.device_array(a_d.shape, np.float32)
+def _masked(a_d, mask_d, out=None):
+    """``a * mask`` into ``out`` (a new device array when None; ``a`` itself works), all
+    C-contiguous with ``a``'s shape."""
+    if out is None:
+        out = cuda.device_array(a_d.shape, np.float32)
     n = int(np.prod(a_d.shape))
     grid, tpb = _blocks(n)
     _multiply[grid, tpb](a_d.reshape(n), mask_d.reshape(n), out.reshape(n))
@@ -685,7 +687,7 @@ def gpu_lstm_backward(grad_y, cache: GpuLSTMCache, *, grad_hn=None, grad_cn=None
             layer_grads.append((dw_ih_h[d * G:(d + 1) * G], dw_hh.copy_to_host(), db, db.copy()))
         grads[l] = layer_grads
         if dx is not None and l > 0 and cache.masks is not None:  # through the dropout below this layer
-            dx = _masked(dx, cache.masks[l - 1])
+            _masked(dx, cache.masks[l - 1], out=dx)
         dy = None if dx is None else dx.reshape(B, T, I)
     return (None if dy is None else dy.copy_to_host()), grads, (dh0, dc0)
 
