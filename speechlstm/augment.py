@@ -8,13 +8,14 @@ factor drawn by :meth:`Augmenter.draw_warp`, applied by ``features.base_features
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import List, Optional
 
 import numpy as np
 
 from .config import SAMPLE_RATE
-from .errors import ParameterError
+from .errors import ParameterError, check_range, check_real
 
 __all__ = ["white_noise", "pink_noise", "add_noise", "gain", "speed_perturb", "telephone", "reverb",
            "trim_onset", "hum", "spec_augment", "Augmenter"]
@@ -141,6 +142,16 @@ def spec_augment(x: np.ndarray, rng: np.random.Generator, *, time_masks: int = 2
     return x
 
 
+_RANGE_BOUNDS = {  # Augmenter's (low, high) settings and the values each may take
+    "snr_db": (-math.inf, math.inf),
+    "gain_db": (-math.inf, math.inf),
+    "speed": (0.5, 2.0),  # speed_perturb's limits
+    "trim_s": (0.0, math.inf),
+    "hum_snr_db": (-math.inf, math.inf),
+    "vtlp": (0.5, 2.0),  # base_features' warp limits
+}
+
+
 @dataclass
 class Augmenter:
     """A random chain of waveform augmentations, with probabilities, for one clip at a time."""
@@ -162,14 +173,12 @@ class Augmenter:
     vtlp: tuple = (0.9, 1.1)  # range of the warp factor
     sr: int = SAMPLE_RATE
 
-    def __post_init__(self):
-        v = self.vtlp
-        if not (isinstance(v, (tuple, list)) and len(v) == 2
-                and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in v)
-                and 0.5 <= v[0] <= v[1] <= 2.0):
-            raise ParameterError(f"vtlp must be a (low, high) range within [0.5, 2], got {self.vtlp!r}")
-        if isinstance(self.p_vtlp, bool) or not (isinstance(self.p_vtlp, (int, float)) and 0.0 <= self.p_vtlp <= 1.0):
-            raise ParameterError(f"p_vtlp must be a probability in [0, 1], got {self.p_vtlp!r}")
+    def __post_init__(self):  # every setting, so a bad config value fails here, not mid-training
+        for f in fields(self):
+            if f.name.startswith("p_"):
+                check_real(f.name, getattr(self, f.name), 0.0, 1.0)
+        for name, (low, high) in _RANGE_BOUNDS.items():
+            check_range(name, getattr(self, name), low, high)
 
     @classmethod
     def check_fields(cls, d: dict) -> None:

@@ -6,6 +6,8 @@ Messages always quote the file or the value at fault.
 """
 from __future__ import annotations
 
+import math
+from numbers import Real
 
 
 class SpeechLSTMError(Exception):
@@ -43,3 +45,39 @@ def error_line(exc: BaseException, path: str | None = None) -> str:
     if path is not None and not msg.startswith(str(path)):
         msg = f"{path}: {msg}"
     return msg
+
+
+def _interval(low, high, high_open: bool):
+    """``[low, high]`` as text, or None when both ends are infinite."""
+    if math.isinf(low) and math.isinf(high):
+        return None
+    return f"[{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def check_real(name: str, value, low: float = -math.inf, high: float = math.inf, *,
+               high_open: bool = False) -> float:
+    """``value`` as a float if it is a finite real number (not a bool) in ``[low, high]``
+    (``[low, high)`` with ``high_open``); else :class:`ParameterError` quoting it."""
+    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = low <= value < high if high_open else low <= value <= high
+    if not ok:
+        bounds = _interval(low, high, high_open)
+        what = f"a number in {bounds}" if bounds else "a finite number"
+        raise ParameterError(f"{name} must be {what}, got {value!r}")
+    return float(value)
+
+
+def check_range(name: str, value, low: float = -math.inf, high: float = math.inf) -> tuple:
+    """``value`` as a ``(lo, hi)`` tuple of floats if it is a pair of finite real numbers with
+    ``low <= lo <= hi <= high``; else :class:`ParameterError` quoting it."""
+    try:
+        ok = len(value) == 2 and not isinstance(value, (str, bytes, dict))
+        lo, hi = (check_real(name, a, low, high) for a in value) if ok else (0.0, -1.0)
+    except (TypeError, ParameterError):
+        ok = False
+    if not ok or lo > hi:
+        bounds = _interval(low, high, False)
+        what = f"range within {bounds}" if bounds else "range of finite numbers"
+        raise ParameterError(f"{name} must be a (low, high) {what}, got {value!r}")
+    return (lo, hi)

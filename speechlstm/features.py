@@ -33,7 +33,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from . import config
-from .errors import ParameterError
+from .errors import ParameterError, check_real
 
 __all__ = [
     "FeatureConfig",
@@ -346,11 +346,10 @@ def base_features(y: np.ndarray, cfg: FeatureConfig = FeatureConfig(), *, warp: 
     np.ndarray [shape=(cfg.n_base_frames(n_samples), cfg.base_dim), dtype=float32]
     """
     y = _check_samples(y)
-    if isinstance(warp, bool) or not (isinstance(warp, (int, float, np.floating)) and 0.5 <= warp <= 2.0):
-        raise ParameterError(f"warp must be a number in [0.5, 2], got {warp!r}")
+    warp = check_real("warp", warp, 0.5, 2.0)
     if y.size < cfg.win_length:
         y = np.pad(y, (0, cfg.win_length - y.size))
-    return _add_deltas(_mfcc(y, cfg, float(warp)), cfg)
+    return _add_deltas(_mfcc(y, cfg, warp), cfg)
 
 
 def extract_features(

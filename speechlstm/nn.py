@@ -11,7 +11,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from . import lstm as _lstm
-from .errors import ParameterError
+from .errors import ParameterError, check_real
 from .linalg import matmul, matmul_tn
 
 __all__ = [
@@ -27,9 +27,7 @@ def _check_int(name, v, low=1):
 
 
 def _check_dropout(p) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0.0 <= p < 1.0:
-        raise ParameterError(f"dropout must lie in [0, 1), got {p!r}")
-    return float(p)
+    return check_real("dropout", p, 0.0, 1.0, high_open=True)
 
 
 def _dropout_mask(rng: np.random.Generator, shape, p: float, dtype) -> np.ndarray:

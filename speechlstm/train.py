@@ -25,7 +25,7 @@ from .ctc import ctc_loss
 from .data import read_any
 from .decoding import greedy_decode
 from .device import check_device_name
-from .errors import DataError, ParameterError
+from .errors import DataError, ParameterError, check_real
 from .features import FeatureConfig, base_features, compute_stats, normalize_and_stack
 from .metrics import wer
 from .model import save_model
@@ -70,8 +70,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):  # on every construction (config file, code, tune's replace), before any work
-        if isinstance(self.ema, bool) or not isinstance(self.ema, (int, float)) or not 0.0 <= self.ema < 1.0:
-            raise ParameterError(f"ema must lie in [0, 1), got {self.ema!r}")
+        check_real("ema", self.ema, 0.0, 1.0, high_open=True)
         _check_dropout(self.dropout)
 
     @classmethod

@@ -122,7 +122,7 @@ def test_acoustic_model_dropout_gradients_by_finite_differences():
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, True, "0.2", None])
 def test_dropout_validation(bad):
-    with pytest.raises(ParameterError, match="dropout must lie in"):
+    with pytest.raises(ParameterError, match=r"dropout must be a number in \[0, 1\)"):
         LSTM(3, 4, num_layers=2, dropout=bad)
 
 

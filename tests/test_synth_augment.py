@@ -1,4 +1,5 @@
 import os
+import re
 
 import numpy as np
 import pytest
@@ -77,8 +78,21 @@ def test_augmenter_draws_vtlp_warp_factors():
         with pytest.raises(ParameterError, match="vtlp must be a \\(low, high\\) range"):
             A.Augmenter(vtlp=bad)
     for bad in (-0.1, 1.5, "0.5"):
-        with pytest.raises(ParameterError, match="p_vtlp must be a probability"):
+        with pytest.raises(ParameterError, match=r"p_vtlp must be a number in \[0, 1\]"):
             A.Augmenter(p_vtlp=bad)
+
+
+@pytest.mark.parametrize("field, bad", [
+    ("p_noise", 1.5), ("p_gain", -0.1), ("p_speed", "0.4"), ("p_telephone", True), ("p_reverb", float("nan")),
+    ("p_trim", 2), ("p_hum", None),
+    ("snr_db", (30.0, 5.0)), ("gain_db", (-12.0,)), ("speed", (0.3, 1.2)), ("speed", (0.9, 3.0)),
+    ("trim_s", (-0.1, 0.08)), ("hum_snr_db", (10.0, float("inf"))), ("snr_db", "5-30"),
+])
+def test_augmenter_refuses_every_bad_setting(field, bad):
+    """Each setting is checked at construction (a config file's typo fails before training, not in
+    a feature worker mid-epoch), with a message naming the setting and quoting the value."""
+    with pytest.raises(ParameterError, match=rf"^{field} must be .*, got {re.escape(repr(bad))}$"):
+        A.Augmenter(**{field: bad})
 
 
 def test_trim_onset_cuts_into_the_speech():

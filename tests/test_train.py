@@ -93,7 +93,7 @@ def test_config_file_and_errors(tiny_corpus, tmp_path):
         ("[train]\nepochz = 3\n", r"c.toml: unknown training config keys: \['epochz'\]"),
         ("not = [toml\n", "TOML"),
         (src + 'device = "tpu"\n', r"c.toml: device must be 'cpu', 'cuda' or 'auto', got 'tpu'"),
-        (src + "[model]\ndropout = 1.5\n", r"c.toml: dropout must lie in \[0, 1\), got 1.5"),
+        (src + "[model]\ndropout = 1.5\n", r"c.toml: dropout must be a number in \[0, 1\), got 1.5"),
         (src + "[augment]\np_vtlpp = 0.5\n", r"c.toml: unknown augment fields: \['p_vtlpp'\]"),
         (src + "[augment]\nvtlp = [1.2, 0.9]\n", r"c.toml: vtlp must be a \(low, high\) range"),
     ]:

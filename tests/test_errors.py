@@ -1,0 +1,46 @@
+import math
+
+import numpy as np
+import pytest
+
+from speechlstm.errors import ParameterError, check_range, check_real
+
+
+@pytest.mark.parametrize("value", [0, 0.5, 1, np.float32(0.25), np.int64(1), np.float64(0.0)])
+def test_check_real_accepts_real_numbers_in_bounds(value):
+    out = check_real("p", value, 0.0, 1.0)
+    assert type(out) is float and out == float(value)
+
+
+@pytest.mark.parametrize("value, high_open, message", [
+    (1.0, True, r"p must be a number in \[0, 1\), got 1.0"),
+    (1.5, False, r"p must be a number in \[0, 1\], got 1.5"),
+    (-0.1, False, r"p must be a number in \[0, 1\], got -0.1"),
+    (True, False, r"got True"),
+    (np.bool_(True), False, r"got np.True_|got True"),
+    (float("nan"), False, r"got nan"),
+    ("0.5", False, r"got '0.5'"),
+    (None, False, r"got None"),
+    ([0.5], False, r"got \[0.5\]"),
+])
+def test_check_real_refuses_and_quotes(value, high_open, message):
+    with pytest.raises(ParameterError, match=message):
+        check_real("p", value, 0.0, 1.0, high_open=high_open)
+
+
+def test_check_real_without_bounds_still_wants_finite():
+    assert check_real("x", -1e30) == -1e30
+    for bad in (math.inf, -math.inf):
+        with pytest.raises(ParameterError, match=r"^x must be a finite number, got -?inf$"):
+            check_real("x", bad)
+
+
+def test_check_range():
+    assert check_range("r", [0.9, 1.1], 0.5, 2.0) == (0.9, 1.1)
+    assert check_range("r", (np.float32(1), 1)) == (1.0, 1.0)
+    for bad in [(1.1, 0.9), [0.9], (0.9, 1.1, 1.2), "ab", (0.1, 1.0), (True, 1.0), None, {1: 2, 3: 4},
+                (0.9, float("nan")), 3]:
+        with pytest.raises(ParameterError, match=r"^r must be a \(low, high\) range within \[0.5, 2\], got "):
+            check_range("r", bad, 0.5, 2.0)
+    with pytest.raises(ParameterError, match=r"^r must be a \(low, high\) range of finite numbers, got \(1, inf\)$"):
+        check_range("r", (1, math.inf))
