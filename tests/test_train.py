@@ -96,6 +96,8 @@ def test_config_file_and_errors(tiny_corpus, tmp_path):
         (src + "[model]\ndropout = 1.5\n", r"c.toml: dropout must be a number in \[0, 1\), got 1.5"),
         (src + "[augment]\np_vtlpp = 0.5\n", r"c.toml: unknown augment fields: \['p_vtlpp'\]"),
         (src + "[augment]\nvtlp = [1.2, 0.9]\n", r"c.toml: vtlp must be a \(low, high\) range"),
+        (src + "[augment]\nspeed = [0.3, 1.2]\n", r"c.toml: speed must be a \(low, high\) range within \[0.5, 2\]"),
+        (src + '[augment]\np_noise = "often"\n', r"c.toml: p_noise must be a number in \[0, 1\], got 'often'"),
     ]:
         p.write_text(text)
         with pytest.raises(DataError, match=message):
