@@ -9,6 +9,11 @@ R1 streaming inference, R2 batch inference and R3 a training step (forward+backw
 projection of every layer, one ``W_hh`` product per step and direction), once through the BLAS
 speechlstm calls and once through PyTorch's, beside PyTorch's whole LSTM: how far below PyTorch's
 time any implementation of the same arithmetic on these BLAS libraries can go.
+
+``--no-onednn-too`` also times PyTorch with oneDNN turned off (``torch.backends.mkldnn.flags(
+enabled=False)``), in the same alternation: PyTorch's CPU LSTM runs each layer and direction through
+oneDNN's fused RNN primitive (``aten::mkldnn_rnn_layer``) by default, and through its own per-step
+BLAS calls (``aten::addmm``) without it. The ratio that counts stays the one against default PyTorch.
 PyTorch (the test extra) is only the baseline here; speechlstm never imports it.
 """
 import json
@@ -26,7 +31,7 @@ SCENARIOS = {
 }
 
 
-def run(threads, repeats, only=None, rounds=3):
+def run(threads, repeats, only=None, rounds=3, no_onednn_too=False):
     import numba
     import torch
 
@@ -69,15 +74,24 @@ def run(threads, repeats, only=None, rounds=3):
             def ours_fn():
                 ours.forward(x)
             ours.eval()
-        # alternate the two so machine noise hits both alike
-        t_t, t_o = [], []
+        def plain_fn(fn=torch_fn):
+            with torch.backends.mkldnn.flags(enabled=False):
+                fn()
+
+        # alternate them so machine noise hits all alike
+        t_t, t_o, t_p = [], [], []
         for _ in range(rounds):
             t_t.append(median_time(torch_fn, repeats))
             t_o.append(median_time(ours_fn, repeats))
+            if no_onednn_too:
+                t_p.append(median_time(plain_fn, repeats))
         tt, to = statistics.median(t_t), statistics.median(t_o)
         rows.append({"scenario": name, "what": s["doc"], "shape": f"B={s['B']} T={s['T']} I={s['I']} H={s['H']} "
                      f"L={s['L']} {'bi' if s['bi'] else 'uni'}", "speechlstm_ms": to * 1e3, "pytorch_ms": tt * 1e3,
                      "ratio": to / tt})
+        if no_onednn_too:
+            tp = statistics.median(t_p)
+            rows[-1].update(pytorch_no_onednn_ms=tp * 1e3, ratio_no_onednn=to / tp)
     return rows
 
 
@@ -154,17 +168,21 @@ def floor(threads, repeats, rounds, name="R2"):
 @click.option("--only", multiple=True, help="Scenario(s) to run (R1, R2, R3).")
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the rows as JSON.")
 @click.option("--floor", "with_floor", is_flag=True, help="Also time R2's unavoidable matrix products alone.")
-def main(threads, repeats, rounds, only, json_out, with_floor):
+@click.option("--no-onednn-too", is_flag=True,
+              help="Also time PyTorch with oneDNN off (its own per-step BLAS LSTM), in the same alternation.")
+def main(threads, repeats, rounds, only, json_out, with_floor, no_onednn_too):
     import torch
 
-    rows = run(threads, repeats, only, rounds)
+    rows = run(threads, repeats, only, rounds, no_onednn_too)
     print(f"threads={threads}  torch={torch.__version__}  cpu_count={os.cpu_count()}  "
           f"(median of {repeats} runs, median of {rounds} alternating rounds)")
-    print("| scenario | shape | speechlstm ms | PyTorch ms | ratio |")
-    print("|---|---|---:|---:|---:|")
+    extra = " PyTorch without oneDNN ms | ratio to it |" if no_onednn_too else ""
+    print("| scenario | shape | speechlstm ms | PyTorch ms | ratio |" + extra)
+    print("|---|---|---:|---:|---:|" + ("---:|---:|" if no_onednn_too else ""))
     for r in rows:
+        tail = f" {r['pytorch_no_onednn_ms']:.2f} | {r['ratio_no_onednn']:.2f} |" if no_onednn_too else ""
         print(f"| {r['scenario']} {r['what']} | {r['shape']} | {r['speechlstm_ms']:.2f} | {r['pytorch_ms']:.2f} "
-              f"| {r['ratio']:.2f} |")
+              f"| {r['ratio']:.2f} |" + tail)
     if with_floor:
         ms, gflop = floor(threads, repeats, rounds)
         lstm_ms = ms["torch_lstm"]
