@@ -307,6 +307,9 @@ def _lstm_layer_backward(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, d
     acc = cuda.local.array(SEQS, float32)
     tmax = 0
     for q in range(SEQS):
+        # the dh products below sum every row, also those of absent sequences (b >= B) and of
+        # sequences not started yet (s >= L): zeros there, not whatever shared memory held
+        _put4(sdg[q], j, H, float32(0.0), float32(0.0), float32(0.0), float32(0.0))
         b = b0 + q
         if b < B:
             sdh[q, j] = dhn[d, b, j]
@@ -328,7 +331,7 @@ def _lstm_layer_backward(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, d
             dc[q] = dcp
         cuda.syncthreads()  # all gate gradients of step s in shared memory; sdh read
         # each weight read once for all the block's sequences, four gate rows per iteration so their
-        # loads overlap (G = 4H is a multiple of 4); rows of finished sequences are summed, not stored
+        # loads overlap (G = 4H is a multiple of 4); rows of inactive sequences (zeros) are summed, not stored
         for q in range(SEQS):
             acc[q] = float32(0.0)
         for g in range(0, G, 4):
