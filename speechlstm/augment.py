@@ -16,6 +16,7 @@ import numpy as np
 
 from .config import SAMPLE_RATE
 from .errors import ParameterError, check_range, check_real
+from .features import WARP_RANGE
 
 __all__ = ["white_noise", "pink_noise", "add_noise", "gain", "speed_perturb", "telephone", "reverb",
            "trim_onset", "hum", "spec_augment", "Augmenter"]
@@ -32,6 +33,8 @@ def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
     f[0] = 1.0
     y = np.fft.irfft(spec / np.sqrt(f), n)
     return (y / (np.sqrt(np.mean(y * y)) + 1e-12)).astype(np.float32)
+
+SPEED_RANGE = (0.5, 2.0)  # the speed factors speed_perturb accepts
 
 
 def _rms(y):
@@ -65,8 +68,7 @@ def gain(y: np.ndarray, db: float) -> np.ndarray:
 
 def speed_perturb(y: np.ndarray, factor: float, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Play ``factor`` times faster (pitch moves too, as in Kaldi's speed perturbation)."""
-    if not 0.5 <= factor <= 2.0:
-        raise ParameterError(f"speed factor must lie in [0.5, 2], got {factor!r}")
+    factor = check_real("speed factor", factor, *SPEED_RANGE)
     import soxr
 
     return soxr.resample(y, sr * factor, sr).astype(np.float32)
@@ -145,10 +147,10 @@ def spec_augment(x: np.ndarray, rng: np.random.Generator, *, time_masks: int = 2
 _RANGE_BOUNDS = {  # Augmenter's (low, high) settings and the values each may take
     "snr_db": (-math.inf, math.inf),
     "gain_db": (-math.inf, math.inf),
-    "speed": (0.5, 2.0),  # speed_perturb's limits
+    "speed": SPEED_RANGE,
     "trim_s": (0.0, math.inf),
     "hum_snr_db": (-math.inf, math.inf),
-    "vtlp": (0.5, 2.0),  # base_features' warp limits
+    "vtlp": WARP_RANGE,
 }
 
 

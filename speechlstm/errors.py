@@ -72,11 +72,13 @@ def check_range(name: str, value, low: float = -math.inf, high: float = math.inf
     """``value`` as a ``(lo, hi)`` tuple of floats if it is a pair of finite real numbers with
     ``low <= lo <= hi <= high``; else :class:`ParameterError` quoting it."""
     try:
-        ok = len(value) == 2 and not isinstance(value, (str, bytes, dict))
-        lo, hi = (check_real(name, a, low, high) for a in value) if ok else (0.0, -1.0)
+        ok = not isinstance(value, (str, bytes, dict)) and len(value) == 2
+        if ok:
+            lo, hi = (check_real(name, a, low, high) for a in value)
+            ok = lo <= hi
     except (TypeError, ParameterError):
         ok = False
-    if not ok or lo > hi:
+    if not ok:
         bounds = _interval(low, high, False)
         what = f"range within {bounds}" if bounds else "range of finite numbers"
         raise ParameterError(f"{name} must be a (low, high) {what}, got {value!r}")

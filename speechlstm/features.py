@@ -230,6 +230,7 @@ def _mel_basis(cfg: FeatureConfig) -> np.ndarray:
 _MEL_CACHE: dict = {}
 
 WARP_BOUNDARY = 0.8  # share of the Nyquist frequency below which a VTLP warp is a pure scaling
+WARP_RANGE = (0.5, 2.0)  # the warp factors base_features accepts
 
 
 def _warp_source(alpha: float, n_bins: int):
@@ -346,7 +347,7 @@ def base_features(y: np.ndarray, cfg: FeatureConfig = FeatureConfig(), *, warp: 
     np.ndarray [shape=(cfg.n_base_frames(n_samples), cfg.base_dim), dtype=float32]
     """
     y = _check_samples(y)
-    warp = check_real("warp", warp, 0.5, 2.0)
+    warp = check_real("warp", warp, *WARP_RANGE)
     if y.size < cfg.win_length:
         y = np.pad(y, (0, cfg.win_length - y.size))
     return _add_deltas(_mfcc(y, cfg, warp), cfg)
