@@ -15,6 +15,10 @@ enabled=False)``), in the same alternation: PyTorch's CPU LSTM runs each layer a
 oneDNN's fused RNN primitive (``aten::mkldnn_rnn_layer``) by default, and through its own per-step
 BLAS calls (``aten::addmm``) without it. The ratio that counts stays the one against default PyTorch.
 PyTorch (the test extra) is only the baseline here; speechlstm never imports it.
+
+``--blas both`` times speechlstm once with each BLAS its kernels can call (SciPy's OpenBLAS, and
+MKL from the optional ``mkl`` wheel), in the same alternation; ``--blas openblas|mkl`` one of them;
+the default ``auto`` whatever the process picks (MKL when installed).
 """
 import json
 import os
@@ -31,11 +35,14 @@ SCENARIOS = {
 }
 
 
-def run(threads, repeats, only=None, rounds=3, no_onednn_too=False):
+def run(threads, repeats, only=None, rounds=3, no_onednn_too=False, backends=("auto",)):
     import numba
     import torch
 
+    from speechlstm import linalg
     from speechlstm.nn import LSTM, Adam
+
+    backends = [linalg.set_blas(b) for b in backends]  # "auto" resolved; refuses "mkl" without MKL
 
     torch.set_num_threads(threads)
     numba.set_num_threads(threads)
@@ -79,30 +86,41 @@ def run(threads, repeats, only=None, rounds=3, no_onednn_too=False):
                 fn()
 
         # alternate them so machine noise hits all alike
-        t_t, t_o, t_p = [], [], []
+        t_t, t_p, t_o = [], [], {b: [] for b in backends}
         for _ in range(rounds):
             t_t.append(median_time(torch_fn, repeats))
-            t_o.append(median_time(ours_fn, repeats))
+            for b in backends:
+                linalg.set_blas(b)
+                t_o[b].append(median_time(ours_fn, repeats))
             if no_onednn_too:
                 t_p.append(median_time(plain_fn, repeats))
-        tt, to = statistics.median(t_t), statistics.median(t_o)
-        rows.append({"scenario": name, "what": s["doc"], "shape": f"B={s['B']} T={s['T']} I={s['I']} H={s['H']} "
-                     f"L={s['L']} {'bi' if s['bi'] else 'uni'}", "speechlstm_ms": to * 1e3, "pytorch_ms": tt * 1e3,
-                     "ratio": to / tt})
+        tt = statistics.median(t_t)
+        row = {"scenario": name, "what": s["doc"], "shape": f"B={s['B']} T={s['T']} I={s['I']} H={s['H']} "
+               f"L={s['L']} {'bi' if s['bi'] else 'uni'}", "pytorch_ms": tt * 1e3}
+        for b in backends:
+            to = statistics.median(t_o[b])
+            row.update({f"speechlstm_{b}_ms": to * 1e3, f"ratio_{b}": to / tt})
+            if no_onednn_too:
+                row[f"ratio_{b}_no_onednn"] = to / statistics.median(t_p)
         if no_onednn_too:
-            tp = statistics.median(t_p)
-            rows[-1].update(pytorch_no_onednn_ms=tp * 1e3, ratio_no_onednn=to / tp)
+            row["pytorch_no_onednn_ms"] = statistics.median(t_p) * 1e3
+        rows.append(row)
     return rows
 
 
 def _step_gemms():
     import numba
 
+    from speechlstm.linalg import mkl_gemm
+
     @numba.njit(parallel=True)
-    def steps(whh, h_t, acc_t, n_steps):  # one task per direction, as in lstm._forward_layer
+    def steps(whh, h_t, acc_t, h, acc, n_steps, mkl):  # one task per direction, as in lstm._forward_layer
         for d in numba.prange(whh.shape[0]):
             for _ in range(n_steps):
-                np.dot(whh[d], h_t[d], acc_t[d])
+                if mkl:  # the MKL path's orientation: h @ W_hh.T straight into the gate rows
+                    mkl_gemm(h[d], whh[d].T, acc[d], 0.0)
+                else:
+                    np.dot(whh[d], h_t[d], acc_t[d])
     return steps
 
 
@@ -113,7 +131,7 @@ def floor(threads, repeats, rounds, name="R2"):
     import numba
     import torch
 
-    from speechlstm.linalg import matmul, prepare_blas
+    from speechlstm.linalg import matmul, mkl_info, prepare_blas, set_blas
 
     torch.set_num_threads(threads)
     numba.set_num_threads(threads)
@@ -126,13 +144,18 @@ def floor(threads, repeats, rounds, name="R2"):
     w_cat_t = [np.ascontiguousarray(f32(D * 4 * H, a.shape[1]).T) for a in inputs]
     gx = np.empty((B * T, D * 4 * H), np.float32)
     whh, h_t, acc_t = f32(D, 4 * H, H), f32(D, H, B), np.empty((D, 4 * H, B), np.float32)
+    h, acc = np.ascontiguousarray(h_t.transpose(0, 2, 1)), np.empty((D, B, 4 * H), np.float32)
     steps = _step_gemms()
-    steps(whh, h_t, acc_t, 1)
+    backends = ["openblas"] + (["mkl"] if mkl_info() else [])
 
-    def ours():
-        for l in range(L):
-            matmul(inputs[l], w_cat_t[l], out=gx)
-            steps(whh, h_t, acc_t, T)
+    def ours_with(backend):
+        def ours():
+            set_blas(backend)
+            for l in range(L):
+                matmul(inputs[l], w_cat_t[l], out=gx)
+                steps(whh, h_t, acc_t, h, acc, T, backend == "mkl")
+        ours()
+        return ours
 
     tin = [torch.from_numpy(a) for a in inputs]
     tw = [torch.from_numpy(w) for w in w_cat_t]
@@ -152,10 +175,12 @@ def floor(threads, repeats, rounds, name="R2"):
         with torch.no_grad():
             ref(xt)
 
-    times = {"ours": [], "torch_blas": [], "torch_lstm": []}
+    fns = [("torch_lstm", lstm)] + [(f"ours_{b}", ours_with(b)) for b in backends] + [("torch_blas", theirs)]
+    times = {k: [] for k, _ in fns}
     for _ in range(rounds):
-        for k, fn in (("torch_lstm", lstm), ("ours", ours), ("torch_blas", theirs)):
+        for k, fn in fns:
             times[k].append(median_time(fn, repeats))
+    set_blas("auto")
     out = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     gflop = 2 * B * T * 4 * H * D * (I + (L - 1) * D * H + L * H) / 1e9
     return out, gflop
@@ -170,19 +195,33 @@ def floor(threads, repeats, rounds, name="R2"):
 @click.option("--floor", "with_floor", is_flag=True, help="Also time R2's unavoidable matrix products alone.")
 @click.option("--no-onednn-too", is_flag=True,
               help="Also time PyTorch with oneDNN off (its own per-step BLAS LSTM), in the same alternation.")
-def main(threads, repeats, rounds, only, json_out, with_floor, no_onednn_too):
+@click.option("--blas", type=click.Choice(["auto", "openblas", "mkl", "both"]), default="auto", show_default=True,
+              help="BLAS of speechlstm's kernels: auto (MKL when installed), one of them, or both in turn.")
+def main(threads, repeats, rounds, only, json_out, with_floor, no_onednn_too, blas):
     import torch
 
-    rows = run(threads, repeats, only, rounds, no_onednn_too)
+    from speechlstm.errors import ParameterError
+    from speechlstm.linalg import mkl_info, set_blas
+
+    try:
+        backends = [set_blas(b) for b in (["openblas", "mkl"] if blas == "both" else [blas])]
+    except ParameterError as exc:
+        raise click.UsageError(str(exc))
+    rows = run(threads, repeats, only, rounds, no_onednn_too, backends)
+    mkl = mkl_info()
     print(f"threads={threads}  torch={torch.__version__}  cpu_count={os.cpu_count()}  "
+          f"MKL: {mkl[1] if mkl else 'not installed'}  "
           f"(median of {repeats} runs, median of {rounds} alternating rounds)")
-    extra = " PyTorch without oneDNN ms | ratio to it |" if no_onednn_too else ""
-    print("| scenario | shape | speechlstm ms | PyTorch ms | ratio |" + extra)
-    print("|---|---|---:|---:|---:|" + ("---:|---:|" if no_onednn_too else ""))
+    names = {"openblas": "OpenBLAS", "mkl": "MKL"}
+    head = "".join(f" speechlstm ({names[b]}) ms | ratio |" for b in backends)
+    extra = " PyTorch without oneDNN ms |" + "".join(f" ratio to it ({names[b]}) |" for b in backends) if no_onednn_too else ""
+    print("| scenario | shape | PyTorch ms |" + head + extra)
+    print("|---|---|---:|" + "---:|---:|" * len(backends) + ("---:|" * (1 + len(backends)) if no_onednn_too else ""))
     for r in rows:
-        tail = f" {r['pytorch_no_onednn_ms']:.2f} | {r['ratio_no_onednn']:.2f} |" if no_onednn_too else ""
-        print(f"| {r['scenario']} {r['what']} | {r['shape']} | {r['speechlstm_ms']:.2f} | {r['pytorch_ms']:.2f} "
-              f"| {r['ratio']:.2f} |" + tail)
+        cells = "".join(f" {r[f'speechlstm_{b}_ms']:.2f} | {r[f'ratio_{b}']:.2f} |" for b in backends)
+        tail = (f" {r['pytorch_no_onednn_ms']:.2f} |" + "".join(f" {r[f'ratio_{b}_no_onednn']:.2f} |" for b in backends)
+                if no_onednn_too else "")
+        print(f"| {r['scenario']} {r['what']} | {r['shape']} | {r['pytorch_ms']:.2f} |" + cells + tail)
     if with_floor:
         ms, gflop = floor(threads, repeats, rounds)
         lstm_ms = ms["torch_lstm"]
@@ -190,9 +229,12 @@ def main(threads, repeats, rounds, only, json_out, with_floor, no_onednn_too):
               f"and direction), beside PyTorch's whole LSTM forward ({lstm_ms:.1f} ms):")
         print("| products through | ms | GFLOP/s | x PyTorch LSTM |")
         print("|---|---:|---:|---:|")
-        for k, label in (("ours", "speechlstm's BLAS calls (SciPy OpenBLAS, Numba tasks)"),
-                         ("torch_blas", "PyTorch's BLAS (torch.mm / torch.bmm)")):
-            print(f"| {label} | {ms[k]:.1f} | {gflop / ms[k] * 1e3:.0f} | {ms[k] / lstm_ms:.2f} |")
+        labels = (("ours_openblas", "speechlstm's BLAS calls, SciPy OpenBLAS (Numba tasks)"),
+                  ("ours_mkl", "speechlstm's BLAS calls, MKL (Numba tasks)"),
+                  ("torch_blas", "PyTorch's BLAS (torch.mm / torch.bmm)"))
+        for k, label in labels:
+            if k in ms:
+                print(f"| {label} | {ms[k]:.1f} | {gflop / ms[k] * 1e3:.0f} | {ms[k] / lstm_ms:.2f} |")
         rows.append({"scenario": "R2-floor", **{f"{k}_ms": v for k, v in ms.items()}, "gflop": gflop})
     if json_out:
         with open(json_out, "w") as f:

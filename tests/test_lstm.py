@@ -27,7 +27,7 @@ def _inputs(rng, B, T, I, H, L, bi, dtype):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 2e-5)])
-def test_forward_matches_naive(case, dtype, tol):
+def test_forward_matches_naive(case, dtype, tol, blas):
     rng = np.random.default_rng(1)
     W, x, lens, h0, c0 = _inputs(rng, *case, dtype)
     y, (hn, cn), _ = lstm_forward(x, W, lengths=lens, h0=h0, c0=c0)
@@ -40,7 +40,7 @@ def test_forward_matches_naive(case, dtype, tol):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-9), (np.float32, 1e-4)])
-def test_backward_matches_naive(case, dtype, tol):
+def test_backward_matches_naive(case, dtype, tol, blas):
     rng = np.random.default_rng(2)
     W, x, lens, h0, c0 = _inputs(rng, *case, dtype)
     y, (hn, cn), cache = lstm_forward(x, W, lengths=lens, h0=h0, c0=c0, training=True)
@@ -89,7 +89,7 @@ def test_naive_backward_against_finite_differences():
 
 
 @pytest.mark.parametrize("bi", [False, True])
-def test_padding_never_leaks(bi):
+def test_padding_never_leaks(bi, blas):
     rng = np.random.default_rng(4)
     W, x, lens, h0, c0 = _inputs(rng, 4, 10, 3, 4, 2, bi, np.float32)
     lens = np.array([10, 3, 7, 1])
@@ -118,7 +118,7 @@ def test_padding_never_leaks(bi):
 
 
 @pytest.mark.parametrize("bi", [False, True])
-def test_workspace_reuse_equals_fresh_arrays(bi):
+def test_workspace_reuse_equals_fresh_arrays(bi, blas):
     """Reused (dirty) scratch gives bit-identical results, padding included, whatever the order
     of shapes; an inference call between a training forward and its backward leaves the cache intact."""
     rng = np.random.default_rng(8)
