@@ -187,7 +187,7 @@ def _forward_layer(gx, bias, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, 
 
 
 @njit(parallel=True, **_JIT)
-def _forward_wavefront(x, w0_t, wr_t, whh_t, bias, lengths, h, c, ys, chunk):
+def _forward_wavefront(x, w0_t, wr_t, whh_t, bias, lengths, h, c, ys, chunk, mkl):
     """Unidirectional stack with the layers pipelined over time chunks: in round r, layer l runs
     chunk r - l, so L layers work at once (for small batches, where batch chunks cannot fill the
     cores).  x [B,T,I]; w0_t [I,4H]; wr_t [max(L-1,1),H,4H]; whh_t [L,H,4H]; bias [L,4H];
@@ -208,7 +208,10 @@ def _forward_wavefront(x, w0_t, wr_t, whh_t, bias, lengths, h, c, ys, chunk):
             n = t1 - t0
             gx = np.empty((B, n, G), x.dtype)
             for b in range(B):
-                if l == 0:
+                if mkl:
+                    mkl_gemm(x[b, t0:t1] if l == 0 else ys[l - 1, b, t0:t1], w0_t if l == 0 else wr_t[l - 1],
+                             gx[b], 0.0)
+                elif l == 0:
                     np.dot(x[b, t0:t1], w0_t, gx[b])
                 else:
                     np.dot(ys[l - 1, b, t0:t1], wr_t[l - 1], gx[b])
@@ -223,6 +226,8 @@ def _forward_wavefront(x, w0_t, wr_t, whh_t, bias, lengths, h, c, ys, chunk):
                 t = t0 + s
                 if B == 1:
                     np.dot(hl[0], w, acc[0])  # a GEMV: no packing of the weight as a GEMM would
+                elif mkl:
+                    mkl_gemm(hl, w, acc, 0.0)
                 else:
                     np.dot(hl, w, acc)
                 for b in range(B):
@@ -576,7 +581,7 @@ def _wavefront_forward(x, weights, lens, h0, c0):
     bias = np.stack([weights[l][0][2] + weights[l][0][3] for l in range(L)])
     h, c = h0.copy(), c0.copy()
     ys = np.zeros((L, B, T, H), dtype)
-    _forward_wavefront(np.ascontiguousarray(x), w0_t, wr_t, whh_t, bias, lens, h, c, ys, config.WAVEFRONT_CHUNK)
+    _forward_wavefront(np.ascontiguousarray(x), w0_t, wr_t, whh_t, bias, lens, h, c, ys, config.WAVEFRONT_CHUNK, use_mkl())
     return ys[L - 1], (h, c), None
 
 

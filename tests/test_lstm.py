@@ -166,7 +166,7 @@ def test_backward_without_input_grad():
     assert all(np.array_equal(a, b) for a, b in zip(layer.grad_state, state))
 
 
-def test_streaming_equals_whole():
+def test_streaming_equals_whole(blas):
     rng = np.random.default_rng(5)
     layer = LSTM(6, 8, num_layers=2, seed=0).eval()
     x = rng.standard_normal((2, 50, 6)).astype(np.float32)
