@@ -82,12 +82,14 @@ def _n_chunks(D: int, B: int) -> int:
 # kernels
 # ------------------------------------------------------------------------------------------------
 @njit(parallel=True, **_JIT)
-def _forward_layer(gx, bias, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, n_chunks, mkl):
+def _forward_layer(gx, bias, whh, whh_t, lengths, h0, c0, y, hn, cn, gates_s, cells_s, n_chunks, mkl):
     """One layer, all directions.  gx [B,T,D*4H] (projected input), bias [D*4H] (b_ih + b_hh, added to
     each step's recurrent product rather than in a pass of its own over gx), whh [D,4H,H],
     h0/c0 [D,B,H]; writes y [B,T,D*H] (every element; zero at padding) and hn/cn [D,B,H]; saves
     activated gates [D,B,T,4H] and cells [D,B,T,H] when those arrays are non-empty (training).
-    ``mkl``: the per-step products through MKL (``h @ W_hh.T`` straight into the gate rows)."""
+    ``mkl``: the per-step products through MKL, ``h @ whh_t[d]`` straight into the gate rows
+    (whh_t [D,H,4H], the transposed weights, contiguous: 1.3-1.5 x faster in MKL than ``h @ whh[d].T``;
+    empty when ``mkl`` is False)."""
     D = whh.shape[0]
     B = gx.shape[0]
     G = gx.shape[2] // D
@@ -122,8 +124,8 @@ def _forward_layer(gx, bias, whh, lengths, h0, c0, y, hn, cn, gates_s, cells_s, 
                 np.dot(w, h[0], acc[0, :G])
                 for j in range(G):
                     acc[0, j] += bias[off4 + j]
-            elif mkl:  # MKL keeps its speed with the weight as the big operand: no transposes
-                mkl_gemm(h, w.T, acc[:, :G], 0.0)
+            elif mkl:  # MKL needs no transposes of h or of the result
+                mkl_gemm(h, whh_t[d], acc[:, :G], 0.0)
                 for bi in range(nb):
                     for j in range(G):
                         acc[bi, j] += bias[off4 + j]
@@ -541,6 +543,7 @@ def lstm_forward(
     if D == 1 and L >= 2 and not training and B <= config.WAVEFRONT_MAX_BATCH and numba.get_num_threads() > 1:
         return _wavefront_forward(x, weights, lens, h0, c0)
     n_chunks = _n_chunks(D, B)
+    mkl = use_mkl()
     hn = np.empty((L * D, B, H), dtype)
     cn = np.empty((L * D, B, H), dtype)
     cache = LSTMCache([], [], [], [], h0, c0, lens, weights, D == 2, masks) if training else None
@@ -553,12 +556,13 @@ def lstm_forward(
         gx = _scratch(workspace, "gx", (B, T, D * 4 * H), dtype)
         matmul(inp.reshape(B * T, -1), w_cat.T, out=gx.reshape(B * T, D * 4 * H))  # biases: per step, in _forward_layer
         whh = np.ascontiguousarray(np.stack([weights[l][d][1] for d in range(D)]))
+        whh_t = np.ascontiguousarray(whh.transpose(0, 2, 1)) if mkl else np.zeros((0, 0, 0), dtype)
         mode = "train" if training else "eval"  # an inference call never overwrites a pending cache
         y = np.empty((B, T, D * H), dtype) if l == L - 1 else _scratch(workspace, f"{mode}/y{l}", (B, T, D * H), dtype)
         gates = _scratch(workspace, f"train/gates{l}", (D, B, T, 4 * H), dtype) if training else empty
         cells = _scratch(workspace, f"train/cells{l}", (D, B, T, H), dtype) if training else empty
         sl = slice(l * D, (l + 1) * D)
-        _forward_layer(gx, bias, whh, lens, h0[sl], c0[sl], y, hn[sl], cn[sl], gates, cells, n_chunks, use_mkl())
+        _forward_layer(gx, bias, whh, whh_t, lens, h0[sl], c0[sl], y, hn[sl], cn[sl], gates, cells, n_chunks, mkl)
         if training:
             cache.inputs.append(inp)
             cache.gates.append(gates)
