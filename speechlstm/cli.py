@@ -35,8 +35,16 @@ class _Group(click.Group):
 @click.version_option(package_name="speechlstm")
 @click.pass_context
 def main(ctx, debug):
-    """Offline speech recognition and keyword spotting (MFCC → LSTM → CTC, on Numba)."""
+    """Offline speech recognition and keyword spotting (MFCC → LSTM → CTC, on Numba).
+
+    SPEECHLSTM_BLAS=auto|mkl|openblas chooses the BLAS of the CPU kernels (auto: MKL when installed)."""
     ctx.meta["speechlstm.debug"] = debug
+    import os
+
+    if os.environ.get("SPEECHLSTM_BLAS"):  # refuse a bad choice once, up front, not once per file
+        from .linalg import blas_backend
+
+        blas_backend()
 
 
 @main.command()

@@ -156,3 +156,16 @@ def test_empty_training_config_names_the_file(tmp_path):
     (tmp_path / "empty.toml").write_text("")
     r = CliRunner().invoke(main, ["train", "--config", str(tmp_path / "empty.toml")])
     assert r.exit_code == 1 and f"{tmp_path / 'empty.toml'}: training config needs" in r.output
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"SPEECHLSTM_BLAS": "fast"}, "speechlstm: error: SPEECHLSTM_BLAS='fast': BLAS must be one of auto, mkl, openblas, got 'fast'"),
+    ({"SPEECHLSTM_BLAS": "mkl", "SPEECHLSTM_MKL_LIB": "/nonexistent/libmkl_rt.so.2"},
+     "speechlstm: error: SPEECHLSTM_BLAS='mkl': BLAS 'mkl' asked for, but MKL is not usable: libmkl_rt.so.2 not found"),
+])
+def test_bad_blas_choice_is_one_line_before_any_file(env, message):
+    wav = os.path.join(SAMPLES, "sc_yes.wav")
+    r = subprocess.run([sys.executable, "-m", "speechlstm", "transcribe", wav, wav], capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, **env))
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith(message) and r.stderr.count("\n") == 1  # once, not once per file
