@@ -114,11 +114,11 @@ def _step_gemms():
     from speechlstm.linalg import mkl_gemm
 
     @numba.njit(parallel=True)
-    def steps(whh, h_t, acc_t, h, acc, n_steps, mkl):  # one task per direction, as in lstm._forward_layer
+    def steps(whh, whh_t, h_t, acc_t, h, acc, n_steps, mkl):  # one task per direction, as in lstm._forward_layer
         for d in numba.prange(whh.shape[0]):
             for _ in range(n_steps):
-                if mkl:  # the MKL path's orientation: h @ W_hh.T straight into the gate rows
-                    mkl_gemm(h[d], whh[d].T, acc[d], 0.0)
+                if mkl:  # the MKL path's orientation: h @ (W_hh.T, contiguous) straight into the gate rows
+                    mkl_gemm(h[d], whh_t[d], acc[d], 0.0)
                 else:
                     np.dot(whh[d], h_t[d], acc_t[d])
     return steps
@@ -145,6 +145,7 @@ def floor(threads, repeats, rounds, name="R2"):
     gx = np.empty((B * T, D * 4 * H), np.float32)
     whh, h_t, acc_t = f32(D, 4 * H, H), f32(D, H, B), np.empty((D, 4 * H, B), np.float32)
     h, acc = np.ascontiguousarray(h_t.transpose(0, 2, 1)), np.empty((D, B, 4 * H), np.float32)
+    whh_t = np.ascontiguousarray(whh.transpose(0, 2, 1))
     steps = _step_gemms()
     backends = ["openblas"] + (["mkl"] if mkl_info() else [])
 
@@ -153,7 +154,7 @@ def floor(threads, repeats, rounds, name="R2"):
             set_blas(backend)
             for l in range(L):
                 matmul(inputs[l], w_cat_t[l], out=gx)
-                steps(whh, h_t, acc_t, h, acc, T, backend == "mkl")
+                steps(whh, whh_t, h_t, acc_t, h, acc, T, backend == "mkl")
         ours()
         return ours
 
