@@ -32,7 +32,8 @@ from numba.extending import overload
 
 from .errors import ParameterError
 
-__all__ = ["matmul", "matmul_tn", "prepare_blas", "blas_backend", "set_blas", "mkl_info", "use_mkl"]
+__all__ = ["matmul", "matmul_tn", "prepare_blas", "blas_backend", "set_blas", "mkl_info", "use_mkl",
+           "mkl_gemm", "mkl_pack_b", "mkl_gemm_packed"]
 
 BLAS_CHOICES = ("auto", "mkl", "openblas")
 BLAS_ENV = "SPEECHLSTM_BLAS"  # environment variable: one of BLAS_CHOICES
@@ -44,11 +45,15 @@ _BLAS_READY = False
 _STATE = {"backend": None, "mkl": None, "mkl_error": None}  # backend chosen; MKL (path, version) or None
 
 # --- the MKL symbols the kernels call -------------------------------------------------------------
-_CI, _CP = ctypes.c_int, ctypes.c_void_p
-_PROTOS = {
-    "speechlstm_sgemm": ("cblas_sgemm", ctypes.c_float),
-    "speechlstm_dgemm": ("cblas_dgemm", ctypes.c_double),
-}
+_CI, _CP, _CF, _CD = ctypes.c_int, ctypes.c_void_p, ctypes.c_float, ctypes.c_double
+_GEMM_ARGS = [_CI] * 6 + ["real", _CP, _CI, _CP, _CI, "real", _CP, _CI]  # layout, transa, transb, m, n, k, alpha, ...
+_PACK_ARGS = [_CI] * 6 + ["real", _CP, _CI, _CP]  # layout, identifier, trans, m, n, k, alpha, src, ld, dest
+_COMPUTE_ARGS = [_CI] * 6 + [_CP, _CI, _CP, _CI, "real", _CP, _CI]  # layout, transa, transb, m, n, k, a, lda, b, ldb, beta, c, ldc
+_SIGNATURES = {}  # our symbol -> (MKL's function, C result type, C argument types)
+for _p, _real in (("s", _CF), ("d", _CD)):
+    for _what, _res, _args in (("gemm", None, _GEMM_ARGS), ("gemm_pack_get_size", ctypes.c_size_t, [_CI] * 4),
+                               ("gemm_pack", None, _PACK_ARGS), ("gemm_compute", None, _COMPUTE_ARGS)):
+        _SIGNATURES[f"speechlstm_{_p}{_what}"] = (f"cblas_{_p}{_what}", _res, [_real if a == "real" else a for a in _args])
 _KEEP = []  # ctypes objects whose addresses LLVM holds
 
 
@@ -57,12 +62,8 @@ def _never_called(*args):  # the stub behind the symbols when MKL is absent: use
 
 
 def _bind_symbols(lib) -> None:
-    for symbol, (name, real) in _PROTOS.items():
-        if lib is not None:
-            fn = getattr(lib, name)
-        else:
-            proto = ctypes.CFUNCTYPE(None, _CI, _CI, _CI, _CI, _CI, _CI, real, _CP, _CI, _CP, _CI, real, _CP, _CI)
-            fn = proto(_never_called)
+    for symbol, (name, res, args) in _SIGNATURES.items():
+        fn = getattr(lib, name) if lib is not None else ctypes.CFUNCTYPE(res, *args)(_never_called)
         _KEEP.append(fn)
         _llvm.add_symbol(symbol, ctypes.cast(fn, ctypes.c_void_p).value)
 
@@ -152,13 +153,11 @@ def prepare_blas() -> None:
     _BLAS_READY = True
 
 
-_I32 = types.int32
-_mkl_sgemm = types.ExternalFunction("speechlstm_sgemm", types.void(
-    _I32, _I32, _I32, _I32, _I32, _I32, types.float32, types.voidptr, _I32, types.voidptr, _I32,
-    types.float32, types.voidptr, _I32))
-_mkl_dgemm = types.ExternalFunction("speechlstm_dgemm", types.void(
-    _I32, _I32, _I32, _I32, _I32, _I32, types.float64, types.voidptr, _I32, types.voidptr, _I32,
-    types.float64, types.voidptr, _I32))
+_NUMBA_TYPES = {None: types.void, _CI: types.int32, _CP: types.voidptr, _CF: types.float32, _CD: types.float64,
+                ctypes.c_size_t: types.uintp}
+_MKL = {symbol: types.ExternalFunction(symbol, _NUMBA_TYPES[res](*[_NUMBA_TYPES[a] for a in args]))
+        for symbol, (_, res, args) in _SIGNATURES.items()}
+_B_MATRIX, _PACKED = 162, 151  # CBLAS_IDENTIFIER of B, and the "transpose" flag of a packed operand
 
 
 @njit(inline="always")
@@ -179,10 +178,15 @@ def mkl_gemm(a, b, out, beta):
     ``out`` row-major).  Only for kernels, and only when :func:`use_mkl` is True."""
 
 
+def _mkl_for(dtype, what):
+    """The MKL function ``what`` ("gemm", "gemm_pack", ...) for ``dtype``, and its real type."""
+    p, real = ("s", np.float32) if dtype == types.float32 else ("d", np.float64)
+    return _MKL[f"speechlstm_{p}{what}"], real
+
+
 @overload(mkl_gemm, jit_options=dict(cache=True))
 def _mkl_gemm_typed(a, b, out, beta):
-    fn = _mkl_sgemm if out.dtype == types.float32 else _mkl_dgemm
-    real = np.float32 if out.dtype == types.float32 else np.float64
+    fn, real = _mkl_for(out.dtype, "gemm")
 
     def impl(a, b, out, beta):
         ta, lda = _operand(a)
@@ -190,6 +194,49 @@ def _mkl_gemm_typed(a, b, out, beta):
         ldc = out.strides[0] // out.itemsize if out.shape[0] > 1 else out.shape[1]
         fn(_ROW_MAJOR, ta, tb, out.shape[0], out.shape[1], a.shape[1], real(1.0), a.ctypes.data, lda,
            b.ctypes.data, ldb, real(beta), out.ctypes.data, max(ldc, out.shape[1], 1))
+
+    return impl
+
+
+def mkl_pack_b(m, b):
+    """MKL's packed copy of ``b`` [K, N] (a 2-D view with a unit stride on one axis) for products
+    with ``m``-row left operands: a 1-D buffer for :func:`mkl_gemm_packed`.  Kernels only; MKL's
+    format holds addresses of its own, so the buffer must never be copied or moved."""
+
+
+def mkl_gemm_packed(a, packed_b, out, beta):
+    """``out = a @ B + beta * out`` with ``B`` packed by :func:`mkl_pack_b` (``a`` [M, K], the
+    ``m`` of the packing; ``out`` [M, N] row-major).  Kernels only: a product reused every
+    timestep skips re-packing the weight at each call."""
+
+
+@overload(mkl_pack_b, jit_options=dict(cache=True))
+def _mkl_pack_b_typed(m, b):
+    size_fn, _ = _mkl_for(b.dtype, "gemm_pack_get_size")
+    pack_fn, real = _mkl_for(b.dtype, "gemm_pack")
+    dtype = np.float32 if b.dtype == types.float32 else np.float64
+    itemsize = np.dtype(dtype).itemsize
+
+    def impl(m, b):
+        k, n = b.shape
+        tb, ldb = _operand(b)
+        nbytes = size_fn(_B_MATRIX, m, n, k)
+        buf = np.empty(nbytes // itemsize + 1, dtype)
+        pack_fn(_ROW_MAJOR, _B_MATRIX, tb, m, n, k, real(1.0), b.ctypes.data, ldb, buf.ctypes.data)
+        return buf
+
+    return impl
+
+
+@overload(mkl_gemm_packed, jit_options=dict(cache=True))
+def _mkl_gemm_packed_typed(a, packed_b, out, beta):
+    fn, real = _mkl_for(out.dtype, "gemm_compute")
+
+    def impl(a, packed_b, out, beta):
+        ta, lda = _operand(a)
+        ldc = out.strides[0] // out.itemsize if out.shape[0] > 1 else out.shape[1]
+        fn(_ROW_MAJOR, ta, _PACKED, out.shape[0], out.shape[1], a.shape[1], a.ctypes.data, lda,
+           packed_b.ctypes.data, out.shape[1], real(beta), out.ctypes.data, max(ldc, out.shape[1], 1))
 
     return impl
 

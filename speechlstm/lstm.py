@@ -37,7 +37,7 @@ from numba.extending import overload
 from . import config
 from .errors import ParameterError
 from .gates import compile_gates
-from .linalg import matmul, matmul_tn, mkl_gemm, prepare_blas, use_mkl
+from .linalg import matmul, matmul_tn, mkl_gemm, mkl_gemm_packed, mkl_pack_b, prepare_blas, use_mkl
 
 __all__ = ["lstm_forward", "lstm_backward", "LSTMCache", "Workspace", "check_weights", "check_input"]
 
@@ -119,13 +119,15 @@ def _forward_layer(gx, bias, whh, whh_t, lengths, h0, c0, y, hn, cn, gates_s, ce
         w = whh[d]
         off = d * H
         off4 = d * G
+        # MKL: the weight packed once for the whole sequence, as oneDNN's RNN does (~12 % off each step's product)
+        wp = mkl_pack_b(nb, whh_t[d]) if mkl and nb > 1 else np.empty(0, gx.dtype)
         for s in range(tmax):
             if nb == 1:  # one sequence: a GEMV straight into the gate row, nothing to transpose
                 np.dot(w, h[0], acc[0, :G])
                 for j in range(G):
                     acc[0, j] += bias[off4 + j]
             elif mkl:  # MKL needs no transposes of h or of the result
-                mkl_gemm(h, whh_t[d], acc[:, :G], 0.0)
+                mkl_gemm_packed(h, wp, acc[:, :G], 0.0)
                 for bi in range(nb):
                     for j in range(G):
                         acc[bi, j] += bias[off4 + j]
@@ -279,6 +281,7 @@ def _backward_layer(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, dh0, d
                 dc[bi, j] = dcn[d, b0 + bi, j]
         w = whh[d]
         off = d * H
+        wp = mkl_pack_b(nb, w) if mkl else np.empty(0, gates_s.dtype)
         for s in range(tmax - 1, -1, -1):
             for bi in range(nb):
                 b = b0 + bi
@@ -313,7 +316,7 @@ def _backward_layer(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, dh0, d
                 for j in range(G):
                     out[j] = row[j]
             if mkl:
-                mkl_gemm(dgt, w, dhp, 0.0)
+                mkl_gemm_packed(dgt, wp, dhp, 0.0)
             else:
                 np.dot(dgt, w, dhp)
             for bi in range(nb):
