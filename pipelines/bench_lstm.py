@@ -111,14 +111,16 @@ def run(threads, repeats, only=None, rounds=3, no_onednn_too=False, backends=("a
 def _step_gemms():
     import numba
 
-    from speechlstm.linalg import mkl_gemm
+    from speechlstm.linalg import mkl_gemm_packed, mkl_pack_b
 
     @numba.njit(parallel=True)
     def steps(whh, whh_t, h_t, acc_t, h, acc, n_steps, mkl):  # one task per direction, as in lstm._forward_layer
         for d in numba.prange(whh.shape[0]):
+            # the MKL path's form: W_hh.T packed once per sequence, h @ it straight into the gate rows
+            wp = mkl_pack_b(h.shape[1], whh_t[d]) if mkl else np.empty(0, whh.dtype)
             for _ in range(n_steps):
-                if mkl:  # the MKL path's orientation: h @ (W_hh.T, contiguous) straight into the gate rows
-                    mkl_gemm(h[d], whh_t[d], acc[d], 0.0)
+                if mkl:
+                    mkl_gemm_packed(h[d], wp, acc[d], 0.0)
                 else:
                     np.dot(whh[d], h_t[d], acc_t[d])
     return steps
