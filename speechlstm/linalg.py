@@ -6,16 +6,17 @@ with numpy's multithreaded BLAS makes two pools of spinning threads fight over t
 Two BLAS libraries can serve those calls:
 
 * ``"openblas"``: SciPy's OpenBLAS, which Numba's ``np.dot`` calls; always there;
-* ``"mkl"``: Intel MKL's sequential ``cblas_?gemm``, when the optional ``mkl`` wheel is installed
-  (``pip install 'speechlstm[mkl]'``, Linux x86-64).  On this project's CPU it runs the LSTM's
-  per-step ``[B, H] @ [H, 4H]`` products about 1.6 x faster than OpenBLAS (measured in
-  ``pipelines/bench_lstm.py --blas both``).
+* ``"mkl"``: Intel MKL's sequential ``cblas_?gemm`` (and its packed-operand ``cblas_?gemm_pack`` /
+  ``cblas_?gemm_compute`` for the recurrences' weights), when the optional ``mkl`` wheel is
+  installed (``pip install 'speechlstm[mkl]'``, Linux x86-64).  On this project's CPU it runs the
+  LSTM's per-step ``[B, H] @ [H, 4H]`` products about 1.5 x faster than OpenBLAS, more with the
+  weight packed once per sequence (README, Speed; ``pipelines/bench_lstm.py --blas both``).
 
-The kernels are compiled once for both: they call MKL through the private symbol
-``speechlstm_sgemm``/``speechlstm_dgemm``, which this module binds at import to MKL's function, or
-to a stub that is never called when MKL is absent, and take the choice as a run-time flag
-(:func:`use_mkl`).  ``SPEECHLSTM_BLAS=auto|mkl|openblas`` (default ``auto``: MKL when found) or
-:func:`set_blas` choose.
+The kernels are compiled once for both: they call MKL through private symbols
+(``speechlstm_sgemm``, ``speechlstm_dgemm_pack``, ...) which this module binds at import to MKL's
+functions, or to a stub that is never called when MKL is absent, and take the choice as a run-time
+flag (:func:`use_mkl`), so cached kernels serve either.  ``SPEECHLSTM_BLAS=auto|mkl|openblas``
+(default ``auto``: MKL when found) or :func:`set_blas` choose.
 """
 from __future__ import annotations
 

@@ -11,8 +11,9 @@ Layout of the work, per layer:
    (``x [B·T, I] @ W_ih.T``, biases folded in);
 2. the recurrence runs in a Numba kernel, parallel over (direction × batch chunk) tasks; each task
    owns its state and scratch buffers, so nothing races.  Per step it does one small GEMM
-   (``W_hh @ h.T``, single-threaded BLAS; a GEMV for a single sequence) and one fused,
-   vectorized gate loop, in float32 arithmetic for float32 storage (``gates.compile_gates``).
+   (``W_hh @ h.T``, single-threaded BLAS; a GEMV for a single sequence; with MKL, ``h @ W_hh.T`` on
+   a weight packed once per call) and one fused, vectorized gate loop, in float32 arithmetic for
+   float32 storage (``gates.compile_gates``).
    The reverse direction walks each sequence from its own last valid frame, so padding never
    leaks anywhere;
 3. backward through time mirrors it: the kernel only carries ``dh``/``dc`` through the recurrence
@@ -87,9 +88,9 @@ def _forward_layer(gx, bias, whh, whh_t, lengths, h0, c0, y, hn, cn, gates_s, ce
     each step's recurrent product rather than in a pass of its own over gx), whh [D,4H,H],
     h0/c0 [D,B,H]; writes y [B,T,D*H] (every element; zero at padding) and hn/cn [D,B,H]; saves
     activated gates [D,B,T,4H] and cells [D,B,T,H] when those arrays are non-empty (training).
-    ``mkl``: the per-step products through MKL, ``h @ whh_t[d]`` straight into the gate rows
-    (whh_t [D,H,4H], the transposed weights, contiguous: 1.3-1.5 x faster in MKL than ``h @ whh[d].T``;
-    empty when ``mkl`` is False)."""
+    ``mkl``: the per-step products through MKL, ``h @ whh_t[d]`` straight into the gate rows, on a
+    copy of whh_t[d] packed once per task (whh_t [D,H,4H], the transposed weights, contiguous: in MKL
+    1.3-1.5 x faster than ``h @ whh[d].T``; empty when ``mkl`` is False)."""
     D = whh.shape[0]
     B = gx.shape[0]
     G = gx.shape[2] // D
