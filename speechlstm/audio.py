@@ -17,7 +17,7 @@ from typing import Iterator, Union
 import numpy as np
 
 from . import config
-from .errors import AudioError, ParameterError
+from .errors import AudioError, ParameterError, is_int
 
 AudioSource = Union[str, os.PathLike, np.ndarray]
 
@@ -42,7 +42,7 @@ class AudioInfo:
 
 
 def _check_sr(sr) -> int:
-    if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or sr <= 0:
+    if not is_int(sr, 1):
         raise ParameterError(f"sample rate must be a positive integer in Hz, got sr={sr!r}")
     return int(sr)
 

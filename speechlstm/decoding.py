@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .alphabet import Alphabet
-from .errors import ParameterError
+from .errors import ParameterError, check_int
 from .scoring import WordLM, WordTrie, parse_hotwords
 
 __all__ = ["greedy_decode", "greedy_ids", "BeamSearchDecoder", "Beam", "Word"]
@@ -107,8 +107,7 @@ class BeamSearchDecoder:
     def __init__(self, alphabet: Alphabet, *, beam_width: int = 16, words=None, hotwords=None,
                  lm: Optional[WordLM] = None, alpha: float = 0.5, beta: float = 0.0, token_min_logp: float = -5.0,
                  beam_prune_logp: float = -12.0):
-        if not isinstance(beam_width, (int, np.integer)) or beam_width < 1:
-            raise ParameterError(f"beam_width must be a positive integer, got {beam_width!r}")
+        check_int("beam_width", beam_width, 1)
         if alphabet.space < 0 and words is not None:
             raise ParameterError("a word list needs an alphabet with a space symbol")
         self.alphabet = alphabet

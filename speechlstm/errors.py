@@ -7,7 +7,7 @@ Messages always quote the file or the value at fault.
 from __future__ import annotations
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 
 
 class SpeechLSTMError(Exception):
@@ -83,3 +83,19 @@ def check_range(name: str, value, low: float = -math.inf, high: float = math.inf
         what = f"range within {bounds}" if bounds else "range of finite numbers"
         raise ParameterError(f"{name} must be a (low, high) {what}, got {value!r}")
     return (lo, hi)
+
+
+def is_int(value, low: float = -math.inf, high: float = math.inf) -> bool:
+    """True if ``value`` is an integer (Python or NumPy, not a bool) with ``low <= value <= high``."""
+    return isinstance(value, Integral) and not isinstance(value, bool) and low <= value <= high
+
+
+def check_int(name: str, value, low: float = -math.inf, high: float = math.inf) -> int:
+    """``value`` as an int if :func:`is_int` accepts it; else :class:`ParameterError` quoting it."""
+    if not is_int(value, low, high):
+        if math.isinf(high):
+            what = f"an integer >= {low:g}" if not math.isinf(low) else "an integer"
+        else:
+            what = f"an integer in [{low:g}, {high:g}]"
+        raise ParameterError(f"{name} must be {what}, got {value!r}")
+    return int(value)

@@ -33,7 +33,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from . import config
-from .errors import ParameterError, check_real
+from .errors import ParameterError, check_real, is_int
 
 __all__ = [
     "FeatureConfig",
@@ -73,9 +73,9 @@ class FeatureConfig:
 
         for name in ("sample_rate", "n_mels", "n_mfcc", "delta_window", "stack", "subsample"):
             v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            if not is_int(v, 1):
                 bad(name, "must be a positive integer")
-        if not isinstance(self.delta_order, (int, np.integer)) or not 0 <= self.delta_order <= 2:
+        if not is_int(self.delta_order, 0, 2):
             bad("delta_order", "must be 0, 1 or 2")
         if not self.win_ms > 0:
             bad("win_ms", "must be > 0")

@@ -11,19 +11,13 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from . import lstm as _lstm
-from .errors import ParameterError, check_real
+from .errors import ParameterError, check_int, check_real
 from .linalg import matmul, matmul_tn
 
 __all__ = [
     "LSTM", "Dense", "log_softmax", "log_softmax_backward", "softmax_cross_entropy", "AcousticModel",
     "Adam", "clip_grad_norm", "SequenceClassifier",
 ]
-
-
-def _check_int(name, v, low=1):
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
-        raise ParameterError(f"{name} must be an integer >= {low}, got {v!r}")
-    return int(v)
 
 
 def _check_dropout(p) -> float:
@@ -87,9 +81,9 @@ class LSTM(_Module):
     def __init__(self, input_size, hidden_size, *, num_layers=1, bidirectional=False, dtype=np.float32, seed=None,
                  dropout=0.0):
         self.dropout = _check_dropout(dropout)
-        self.input_size = _check_int("input_size", input_size)
-        self.hidden_size = H = _check_int("hidden_size", hidden_size)
-        self.num_layers = _check_int("num_layers", num_layers)
+        self.input_size = check_int("input_size", input_size, 1)
+        self.hidden_size = H = check_int("hidden_size", hidden_size, 1)
+        self.num_layers = check_int("num_layers", num_layers, 1)
         self.bidirectional = bool(bidirectional)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -241,8 +235,8 @@ class Dense(_Module):
     """``y = x @ weight.T + bias`` over the last axis (PyTorch ``nn.Linear`` layout and init)."""
 
     def __init__(self, in_features, out_features, *, dtype=np.float32, seed=None):
-        self.in_features = _check_int("in_features", in_features)
-        self.out_features = _check_int("out_features", out_features)
+        self.in_features = check_int("in_features", in_features, 1)
+        self.out_features = check_int("out_features", out_features, 1)
         k = 1.0 / np.sqrt(in_features)
         rng = _rng(seed)
         self.params = {"weight": rng.uniform(-k, k, (out_features, in_features)).astype(dtype),

@@ -25,7 +25,7 @@ from .ctc import ctc_loss
 from .data import read_any
 from .decoding import greedy_decode
 from .device import check_device_name
-from .errors import DataError, ParameterError, check_real
+from .errors import DataError, ParameterError, check_real, is_int
 from .features import FeatureConfig, base_features, compute_stats, normalize_and_stack
 from .metrics import wer
 from .model import save_model
@@ -195,7 +195,7 @@ class FeatureCache:
         out = []
         for r in rows:
             c = r.get("copies", copies)
-            if not isinstance(c, (int, np.integer)) or isinstance(c, bool) or c < 0:
+            if not is_int(c, 0):
                 raise DataError(f"{r['path']}: 'copies' must be a non-negative integer, got {c!r}")
             out.append(int(c))
         return out

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from speechlstm.errors import ParameterError, check_range, check_real
+from speechlstm.errors import ParameterError, check_int, check_range, check_real, is_int
 
 
 @pytest.mark.parametrize("value", [0, 0.5, 1, np.float32(0.25), np.int64(1), np.float64(0.0)])
@@ -44,3 +44,28 @@ def test_check_range():
             check_range("r", bad, 0.5, 2.0)
     with pytest.raises(ParameterError, match=r"^r must be a \(low, high\) range of finite numbers, got \(1, inf\)$"):
         check_range("r", (1, math.inf))
+
+
+def test_check_int_accepts_python_and_numpy_integers_only():
+    assert check_int("n", 3, 1) == 3 and type(check_int("n", np.int64(3), 1)) is int
+    assert check_int("k", 2, 0, 2) == 2 and is_int(0, 0, 2) and not is_int(3, 0, 2)
+    for bad in (True, False, np.bool_(True), 2.0, "2", None, np.float32(2.0)):
+        assert not is_int(bad)
+        with pytest.raises(ParameterError, match=r"n must be an integer, got "):
+            check_int("n", bad)
+    with pytest.raises(ParameterError, match=r"n must be an integer >= 1, got 0"):
+        check_int("n", 0, 1)
+    with pytest.raises(ParameterError, match=r"k must be an integer in \[0, 2\], got 3"):
+        check_int("k", 3, 0, 2)
+
+
+def test_integer_settings_refuse_bools():
+    """Two checks took True for 1 before they shared check_int / is_int."""
+    from speechlstm.alphabet import Alphabet
+    from speechlstm.decoding import BeamSearchDecoder
+    from speechlstm.features import FeatureConfig
+
+    with pytest.raises(ParameterError, match="beam_width must be an integer >= 1, got True"):
+        BeamSearchDecoder(Alphabet(), beam_width=True)
+    with pytest.raises(ParameterError, match="FeatureConfig.delta_order=True: must be 0, 1 or 2"):
+        FeatureConfig(delta_order=True)
