@@ -332,6 +332,13 @@ def info(model, as_json):
     click.echo(f"streaming:    {'yes' if d['streaming'] else 'no'}")
     for k, v in (d.get("metrics") or {}).items():
         click.echo(f"metric:       {k} = {v}")
+    from .linalg import blas_backend, mkl_info  # of this installation, not of the file
+
+    mkl = mkl_info()
+    if blas_backend() == "mkl":
+        click.echo(f"CPU BLAS:     MKL ({mkl[1]})")
+    else:
+        click.echo("CPU BLAS:     OpenBLAS (SciPy's)" + ("" if mkl else "; pip install 'speechlstm[mkl]' adds MKL"))
 
 
 @main.command()

@@ -122,6 +122,7 @@ def test_two_hour_file_in_bounded_memory(tmp_path):
 def test_info_and_formats(tmp_path):
     r = CliRunner().invoke(main, ["info"])
     assert r.exit_code == 0 and "parameters" in r.output and "vocabulary" in r.output
+    assert "CPU BLAS:     MKL (" in r.output  # the test extra installs MKL, and auto takes it
     wav = os.path.join(SAMPLES, "go_left_stop.wav")
     out = tmp_path / "out"
     for fmt in ("txt", "json", "srt", "vtt", "tsv"):
