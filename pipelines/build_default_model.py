@@ -113,6 +113,9 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--copies", default=2, show_default=True, help="Augmented copies per clip.")
 @click.option("--sc-copies", type=click.IntRange(min=0), default=None,
               help="Augmented copies per Speech Commands training clip (real speakers; default: --copies).")
+@click.option("--sc-other-copies", type=click.IntRange(min=0), default=None,
+              help="Augmented copies per Speech Commands training clip of a word other than the ten commands "
+                   "(its _unknown_ clips: 3-14 real takes per word against ~160 per command; default: --sc-copies).")
 @click.option("--fmax", default=4000.0, show_default=True,
               help="Highest mel frequency (Hz): 4000 makes 8 kHz (telephone, FSDD) and 16 kHz audio look alike.")
 @click.option("--p-telephone", default=0.3, show_default=True, help="Share of augmented copies band-limited to 8 kHz.")
@@ -139,7 +142,7 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--workers", default=2, show_default=True)
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
-def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, sc_copies, fmax, p_telephone, p_trim, trim_max, p_hum,
+def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, sc_copies, sc_other_copies, fmax, p_telephone, p_trim, trim_max, p_hum,
          p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, seed, run_name, workers, export_name):
     from speechlstm.train import TrainConfig, Trainer
 
@@ -172,6 +175,10 @@ def main(data_root, work, epochs, hidden, layers, unidirectional, singles, seque
         sc_paths = {r["path"] for r in sc["train"]}
         train_rows = [dict(r, copies=sc_copies) if r["path"] in sc_paths else r for r in train_rows]
         sfx = f"{sfx}-sc{sc_copies}"
+    if sc_other_copies is not None and sc_other_copies != (copies if sc_copies is None else sc_copies):
+        other = {r["path"] for r in sc["train"] if r.get("label") == "_unknown_"}
+        train_rows = [dict(r, copies=sc_other_copies) if r["path"] in other else r for r in train_rows]
+        sfx = f"{sfx}-other{sc_other_copies}"
     if arctic_rows:
         train_rows, sfx = train_rows + arctic_rows, f"{sfx}-arctic{len(arctic_rows)}"
     m["train"] = write_manifest(train_rows, os.path.join(work, f"train{sfx}.jsonl"))
