@@ -41,7 +41,9 @@ def main(ctx, debug):
     ctx.meta["speechlstm.debug"] = debug
     import os
 
-    if os.environ.get("SPEECHLSTM_BLAS"):  # refuse a bad choice once, up front, not once per file
+    from .config import BLAS_ENV
+
+    if os.environ.get(BLAS_ENV):  # refuse a bad choice once, up front, not once per file
         from .linalg import blas_backend
 
         blas_backend()

@@ -31,14 +31,14 @@ from llvmlite import binding as _llvm
 from numba import njit, prange, types
 from numba.extending import overload
 
+from . import config
 from .errors import ParameterError
 
 __all__ = ["matmul", "matmul_tn", "prepare_blas", "blas_backend", "set_blas", "mkl_info", "use_mkl",
            "mkl_gemm", "mkl_pack_b", "mkl_gemm_packed"]
 
 BLAS_CHOICES = ("auto", "mkl", "openblas")
-BLAS_ENV = "SPEECHLSTM_BLAS"  # environment variable: one of BLAS_CHOICES
-MKL_LIB_ENV = "SPEECHLSTM_MKL_LIB"  # environment variable: path of libmkl_rt, when not in the usual places
+BLAS_ENV, MKL_LIB_ENV = config.BLAS_ENV, config.MKL_LIB_ENV
 _MKL_SEQUENTIAL = 1  # MKL_THREADING_SEQUENTIAL: our Numba tasks are the parallelism
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enums
 
@@ -192,9 +192,9 @@ def _mkl_gemm_typed(a, b, out, beta):
     def impl(a, b, out, beta):
         ta, lda = _operand(a)
         tb, ldb = _operand(b)
-        ldc = out.strides[0] // out.itemsize if out.shape[0] > 1 else out.shape[1]
+        _, ldc = _operand(out)  # row-major, so its flag is "no transpose"
         fn(_ROW_MAJOR, ta, tb, out.shape[0], out.shape[1], a.shape[1], real(1.0), a.ctypes.data, lda,
-           b.ctypes.data, ldb, real(beta), out.ctypes.data, max(ldc, out.shape[1], 1))
+           b.ctypes.data, ldb, real(beta), out.ctypes.data, ldc)
 
     return impl
 
@@ -215,14 +215,13 @@ def mkl_gemm_packed(a, packed_b, out, beta):
 def _mkl_pack_b_typed(m, b):
     size_fn, _ = _mkl_for(b.dtype, "gemm_pack_get_size")
     pack_fn, real = _mkl_for(b.dtype, "gemm_pack")
-    dtype = np.float32 if b.dtype == types.float32 else np.float64
-    itemsize = np.dtype(dtype).itemsize
+    itemsize = np.dtype(real).itemsize
 
     def impl(m, b):
         k, n = b.shape
         tb, ldb = _operand(b)
         nbytes = size_fn(_B_MATRIX, m, n, k)
-        buf = np.empty(nbytes // itemsize + 1, dtype)
+        buf = np.empty(nbytes // itemsize + 1, real)
         pack_fn(_ROW_MAJOR, _B_MATRIX, tb, m, n, k, real(1.0), b.ctypes.data, ldb, buf.ctypes.data)
         return buf
 
@@ -235,9 +234,9 @@ def _mkl_gemm_packed_typed(a, packed_b, out, beta):
 
     def impl(a, packed_b, out, beta):
         ta, lda = _operand(a)
-        ldc = out.strides[0] // out.itemsize if out.shape[0] > 1 else out.shape[1]
+        _, ldc = _operand(out)
         fn(_ROW_MAJOR, ta, _PACKED, out.shape[0], out.shape[1], a.shape[1], a.ctypes.data, lda,
-           packed_b.ctypes.data, out.shape[1], real(beta), out.ctypes.data, max(ldc, out.shape[1], 1))
+           packed_b.ctypes.data, out.shape[1], real(beta), out.ctypes.data, ldc)
 
     return impl
 

@@ -632,6 +632,7 @@ def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn
     dcn = _check_state(grad_cn, (L * D, B, H), dtype, "grad_cn")
     prepare_blas()
     n_chunks = _n_chunks(D, B)
+    mkl = use_mkl()  # one BLAS for the whole call
     lens = cache.lengths
     dh0 = np.empty((L * D, B, H), dtype)
     dc0 = np.empty((L * D, B, H), dtype)
@@ -642,7 +643,7 @@ def lstm_backward(grad_y: np.ndarray, cache: LSTMCache, *, grad_hn=None, grad_cn
         whh = np.ascontiguousarray(np.stack([cache.weights[l][d][1] for d in range(D)]))
         dg = _scratch(workspace, "dg", (D, B, T, 4 * H), dtype)  # one contiguous block per direction
         _backward_layer(cache.gates[l], cache.cells[l], cache.c0[sl], whh, lens, dy, dhn[sl], dcn[sl],
-                        dg, dh0[sl], dc0[sl], n_chunks, use_mkl())
+                        dg, dh0[sl], dc0[sl], n_chunks, mkl)
         inp = cache.inputs[l]
         I = inp.shape[2]
         G = 4 * H

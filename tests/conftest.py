@@ -82,10 +82,10 @@ def bad_audio_files(tmp_path):
 
 
 # MKL's wheel exists for Linux x86-64 only (the test extra installs it there)
-_BLAS_TESTED = ["openblas"] + (["mkl"] if sys.platform == "linux" and platform.machine() == "x86_64" else [])
+MKL_FROM_TEST_EXTRA = sys.platform == "linux" and platform.machine() == "x86_64"
 
 
-@pytest.fixture(params=_BLAS_TESTED)
+@pytest.fixture(params=["openblas"] + (["mkl"] if MKL_FROM_TEST_EXTRA else []))
 def blas(request):
     """Run the test once with each BLAS of the CPU kernels (where the test extra installs MKL, the
     ``mkl`` case fails, not skips, if it is missing); the previous choice comes back after."""
