@@ -19,6 +19,7 @@ CMVN_EPS = 1e-5  # floor on the standard deviation in mean/variance normalisatio
 # --- LSTM kernels -----------------------------------------------------------------------------
 WAVEFRONT_MAX_BATCH = 4  # unidirectional inference with batches up to this size pipelines its layers
 WAVEFRONT_CHUNK = 12  # timesteps per pipeline stage of that wavefront (measured: 12 beats 16 by 8-18 % at B=1-4, H=128)
+CPU_VECTOR_BITS = 512  # bits: vector width LLVM may use in the LSTM kernels (its AVX-512 default is 256; read at compile time, cached kernels keep theirs)
 WORKSPACE_MAX_BYTES = 128 * 2**20  # bytes, largest scratch buffer an LSTM keeps between calls
 BLAS_ENV = "SPEECHLSTM_BLAS"  # environment variable: BLAS of the CPU kernels, auto | mkl | openblas
 MKL_LIB_ENV = "SPEECHLSTM_MKL_LIB"  # environment variable: path of libmkl_rt, when not in the usual places

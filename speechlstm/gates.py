@@ -11,12 +11,17 @@ The activations are branch-free, so LLVM vectorizes the fused gate loops (no SVM
   |r| <= ln2/2 and scales by 2**n built from the exponent bits; arguments are clamped to ±87, so
   2**n stays a normal float.  Relative error < 4e-7 (about 3 ulp) over the whole range.
 
-``tanh`` returns x itself for |x| < 1e-4.
+float64 ``tanh`` returns x itself for |x| < 1e-4 ((e - 1) / (e + 1) cancels there); float32 ``tanh``
+is expm1(2x) / (expm1(2x) + 2) with expm1 from the same reduction and polynomial (argument clamped
+to ±40, where tanh is ±1 in float32): no cancellation near 0, so a few ulp at any size and no
+branch — the select the small-argument case needed cost the vectorized gate loop ~10 %.
 """
 import numpy as np
+from numba import njit
 
 EXP_CLAMP = 40.0  # |argument| limit of the float64 exponential; sigmoid/tanh are saturated far before
 EXP_CLAMP_F32 = 87.0  # |argument| limit of the float32 exponential: exp(±87) and 2**n stay normal floats
+EXPM1_CLAMP_F32 = 40.0  # |argument| limit of the float32 expm1 (tanh): tanh(20) is 1 in float32
 
 
 def exp_clamped(z):
@@ -48,9 +53,10 @@ def exp_clamped(z):
 _f32 = np.float32
 
 
-def exp_f32(z):
-    """exp(z) in float32 arithmetic for z clamped to [-87, 87], relative error < 4e-7."""
-    z = _f32(-EXP_CLAMP_F32) if z < _f32(-EXP_CLAMP_F32) else (_f32(EXP_CLAMP_F32) if z > _f32(EXP_CLAMP_F32) else z)
+@njit(inline="always")  # inlined into its callers' IR, so it compiles under their options
+def _exp_parts_f32(z, clamp):
+    """(q, 2**n) with exp(z) = 2**n * (1 + q), for z clamped to [-clamp, clamp] (float32 throughout)."""
+    z = -clamp if z < -clamp else (clamp if z > clamp else z)
     n = np.floor(z * _f32(1.4426950408889634) + _f32(0.5))  # round(z / ln 2)
     r = z - n * _f32(0.693359375)  # ln 2 = 0.693359375 - 2.12194440e-4 (first part exact in float32)
     r = r - n * _f32(-2.12194440e-4)
@@ -60,31 +66,50 @@ def exp_f32(z):
     p = p * r + _f32(4.1665795894e-2)
     p = p * r + _f32(1.6666665459e-1)
     p = p * r + _f32(5.0000001201e-1)
-    p = p * r * r + r + _f32(1.0)
+    q = p * r * r + r  # exp(r) - 1, with no cancellation near r = 0
     scale = np.int32((np.int32(n) + np.int32(127)) << np.int32(23))  # the bits of 2**n
-    return p * scale.view(np.float32)
+    return q, scale.view(np.float32)
+
+
+def exp_f32(z):
+    """exp(z) in float32 arithmetic for z clamped to [-87, 87], relative error < 4e-7."""
+    q, scale = _exp_parts_f32(z, _f32(EXP_CLAMP_F32))
+    return (q + _f32(1.0)) * scale
+
+
+def expm1_f32(z):
+    """exp(z) - 1 in float32 arithmetic for z clamped to [-40, 40], relative error < 4e-7:
+    2**n * q + (2**n - 1), where 2**n - 1 is exact and, for n != 0, at least 1/2."""
+    q, scale = _exp_parts_f32(z, _f32(EXPM1_CLAMP_F32))
+    return scale * q + (scale - _f32(1.0))
 
 
 def compile_gates(jit, precision: str = "float64"):
     """Compile exp, sigmoid and tanh with ``jit`` (``numba.njit`` or ``numba.cuda.jit(device=True)``).
 
     ``precision="float64"`` (what the CUDA kernels and float64 models use) builds them on
-    :func:`exp_clamped`; ``"float32"`` (CPU only, float32 arguments) on :func:`exp_f32`, with every
-    constant a float32 so nothing widens.  Returns ``(exp, sigmoid, tanh)``.
+    :func:`exp_clamped`; ``"float32"`` (CPU only, float32 arguments) on :func:`exp_f32` and
+    :func:`expm1_f32`, with every constant a float32 so nothing widens.
+    Returns ``(exp, sigmoid, tanh)``.
     """
     if precision == "float32":
-        exp_c, one, small = jit(exp_f32), _f32(1.0), _f32(1e-4)
+        exp_c, one = jit(exp_f32), _f32(1.0)
+        expm1_c, two = jit(expm1_f32), _f32(2.0)
+
+        def tanh_(x):
+            m = expm1_c(x + x)
+            return m / (m + two)
     elif precision == "float64":
         exp_c, one, small = jit(exp_clamped), 1.0, 1e-4
+
+        def tanh_(x):
+            e = exp_c(x + x)
+            t = (e - one) / (e + one)
+            return x if abs(x) < small else t
     else:
         raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
 
     def sigmoid_(x):
         return one / (one + exp_c(-x))
-
-    def tanh_(x):
-        e = exp_c(x + x)
-        t = (e - one) / (e + one)
-        return x if abs(x) < small else t
 
     return exp_c, jit(sigmoid_), jit(tanh_)

@@ -52,3 +52,21 @@ def test_float32_exp_relative_error():
     out = np.empty_like(big)
     _apply(f, big, out)
     assert np.isfinite(out).all() and (out > 0).all()
+
+
+def test_float32_expm1_relative_error():
+    from speechlstm.gates import expm1_f32
+
+    f = njit(expm1_f32)
+    x = np.concatenate([np.linspace(-40, 40, 1_000_000), np.geomspace(1e-30, 1, 10_001),
+                        -np.geomspace(1e-30, 1, 10_001)]).astype(np.float32)
+    x = x[x != 0]
+    out = np.empty_like(x)
+    _apply(f, x, out)
+    rel = np.abs(out / np.expm1(x.astype(np.float64)) - 1.0)
+    assert rel.max() < 4e-7  # no cancellation near 0, where exp(x) - 1 would lose every digit
+    big = np.array([-3e38, -500.0, 500.0, 3e38], np.float32)  # clamped to ±40
+    out = np.empty_like(big)
+    _apply(f, big, out)
+    np.testing.assert_allclose(out, np.expm1(np.array([-40.0, -40.0, 40.0, 40.0])), rtol=4e-7)
+
