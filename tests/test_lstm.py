@@ -217,3 +217,24 @@ def test_zero_length_sequence_keeps_initial_state():
     y, (hn, cn) = layer.forward(np.ones((2, 4, 2), np.float32), lengths=np.array([0, 4]), state=(h0, h0 * 2))
     assert np.array_equal(hn[:, 0], h0[:, 0]) and np.array_equal(cn[:, 0], 2 * h0[:, 0])
     assert not y[0].any()
+
+
+def test_wide_vectors_marks_the_function():
+    """The intrinsic that lets the gate loops use 512-bit vectors falls back silently if llvmlite
+    ever refuses it; this notices that (and that the mark reaches the compiled function)."""
+    from numba import njit
+
+    from speechlstm import config
+    from speechlstm.lstm import _wide_vectors
+
+    @njit
+    def f(a):
+        _wide_vectors()
+        for i in range(a.size):
+            a[i] = a[i] * 2.0
+        return a
+
+    f(np.ones(4, np.float32))
+    ir = f.inspect_llvm(f.signatures[0])
+    bits = config.CPU_VECTOR_BITS
+    assert f'"prefer-vector-width"="{bits}"' in ir and f'"min-legal-vector-width"="{bits}"' in ir
