@@ -38,7 +38,7 @@ from numba.extending import intrinsic, overload
 from . import config
 from .errors import ParameterError
 from .gates import compile_gates
-from .linalg import matmul, matmul_tn, mkl_gemm, mkl_gemm_packed, mkl_pack_b, prepare_blas, use_mkl
+from .linalg import matmul, matmul_tn, mkl_gemm, mkl_gemm_packed, mkl_pack_b, prepare_blas, stack_transposed, use_mkl
 
 __all__ = ["lstm_forward", "lstm_backward", "LSTMCache", "Workspace", "check_weights", "check_input"]
 
@@ -608,9 +608,10 @@ def _wavefront_forward(x, weights, lens, h0, c0):
     L = len(weights)
     H = weights[0][0][1].shape[1]
     dtype = x.dtype
-    w0_t = np.ascontiguousarray(weights[0][0][0].T)
-    wr_t = (np.ascontiguousarray(np.stack([weights[l][0][0].T for l in range(1, L)])))
-    whh_t = np.ascontiguousarray(np.stack([weights[l][0][1].T for l in range(L)]))
+    # transposed copies of the weights, tile by tile (np.stack of the .T views took ~15 % of R1)
+    w0_t = stack_transposed([weights[0][0][0]])[0]
+    wr_t = stack_transposed([weights[l][0][0] for l in range(1, L)])
+    whh_t = stack_transposed([weights[l][0][1] for l in range(L)])
     bias = np.stack([weights[l][0][2] + weights[l][0][3] for l in range(L)])
     h, c = h0.copy(), c0.copy()
     ys = np.zeros((L, B, T, H), dtype)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from speechlstm import ParameterError
-from speechlstm.linalg import matmul, matmul_tn
+from speechlstm.linalg import matmul, matmul_tn, stack_transposed
 
 
 @pytest.mark.parametrize("n", [0, 1, 5, 300])  # 300 rows: several row blocks on any thread count
@@ -140,3 +140,24 @@ def test_mkl_packed_product(blas):
                 assert np.array_equal(buf[:, n:], before[:, n:])
                 steps(a, b_view, out, 1.0, use_mkl())
                 np.testing.assert_allclose(out, 4 * (a @ w.T), rtol=tol * 4, atol=tol * 4)
+
+
+@pytest.mark.parametrize("shape", [(512, 128), (512, 117), (33, 65), (1, 7), (7, 1), (31, 32)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stack_transposed(shape, dtype):
+    """Tiles, ragged edges on either axis, single rows and columns; exact copies."""
+
+    rng = np.random.default_rng(3)
+    mats = [rng.standard_normal(shape).astype(dtype) for _ in range(3)]
+    mats[1] = np.asfortranarray(mats[1])  # any layout in
+    out = stack_transposed(mats)
+    assert out.flags.c_contiguous and out.dtype == dtype
+    assert np.array_equal(out, np.stack([m.T for m in mats]))
+
+
+def test_stack_transposed_refuses_mixed_inputs():
+
+    with pytest.raises(ParameterError, match="one shape and dtype"):
+        stack_transposed([np.zeros((2, 3)), np.zeros((3, 2))])
+    with pytest.raises(ParameterError, match="non-empty sequence of 2-D"):
+        stack_transposed([])
