@@ -4,6 +4,9 @@
 
 Prints median wall times and the ratio speechlstm / PyTorch (lower is better) for
 R1 streaming inference, R2 batch inference and R3 a training step (forward+backward+Adam).
+"ratio" is the median of our per-round times over the median of PyTorch's; "paired" the median
+of the per-round ratios (each round times PyTorch, then us, back to back), which a slow drift of
+the machine's load between rounds moves less.
 
 ``--floor`` also times, for R2, only the matrix products an LSTM forward cannot avoid (the input
 projection of every layer, one ``W_hh`` product per step and direction), once through the BLAS
@@ -99,7 +102,8 @@ def run(threads, repeats, only=None, rounds=3, no_onednn_too=False, backends=("a
                f"L={s['L']} {'bi' if s['bi'] else 'uni'}", "pytorch_ms": tt * 1e3}
         for b in backends:
             to = statistics.median(t_o[b])
-            row.update({f"speechlstm_{b}_ms": to * 1e3, f"ratio_{b}": to / tt})
+            paired = statistics.median(o / t for o, t in zip(t_o[b], t_t))  # each round's own ratio
+            row.update({f"speechlstm_{b}_ms": to * 1e3, f"ratio_{b}": to / tt, f"paired_{b}": paired})
             if no_onednn_too:
                 row[f"ratio_{b}_no_onednn"] = to / statistics.median(t_p)
         if no_onednn_too:
@@ -216,12 +220,13 @@ def main(threads, repeats, rounds, only, json_out, with_floor, no_onednn_too, bl
           f"MKL: {mkl[1] if mkl else 'not installed'}  "
           f"(median of {repeats} runs, median of {rounds} alternating rounds)")
     names = {"openblas": "OpenBLAS", "mkl": "MKL"}
-    head = "".join(f" speechlstm ({names[b]}) ms | ratio |" for b in backends)
+    head = "".join(f" speechlstm ({names[b]}) ms | ratio | paired |" for b in backends)
     extra = " PyTorch without oneDNN ms |" + "".join(f" ratio to it ({names[b]}) |" for b in backends) if no_onednn_too else ""
     print("| scenario | shape | PyTorch ms |" + head + extra)
-    print("|---|---|---:|" + "---:|---:|" * len(backends) + ("---:|" * (1 + len(backends)) if no_onednn_too else ""))
+    print("|---|---|---:|" + "---:|---:|---:|" * len(backends) + ("---:|" * (1 + len(backends)) if no_onednn_too else ""))
     for r in rows:
-        cells = "".join(f" {r[f'speechlstm_{b}_ms']:.2f} | {r[f'ratio_{b}']:.2f} |" for b in backends)
+        cells = "".join(f" {r[f'speechlstm_{b}_ms']:.2f} | {r[f'ratio_{b}']:.2f} | {r[f'paired_{b}']:.2f} |"
+                        for b in backends)
         tail = (f" {r['pytorch_no_onednn_ms']:.2f} |" + "".join(f" {r[f'ratio_{b}_no_onednn']:.2f} |" for b in backends)
                 if no_onednn_too else "")
         print(f"| {r['scenario']} {r['what']} | {r['shape']} | {r['pytorch_ms']:.2f} |" + cells + tail)
