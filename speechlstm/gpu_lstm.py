@@ -215,7 +215,6 @@ def _lstm_layer(gx, whh_t, lengths, h0, c0, y, hn, cn, save, gates_s, cells_s):
     gx [B,T,D*4H]; whh_t [D,H,4H] (transposed, so the threads' weight loads coalesce); h0/c0/hn/cn
     [D,B,H]; y [B,T,D*H]; with ``save`` keeps gates [D,B,T,4H] and cells [D,B,T,H]."""
     sh = cuda.shared.array((SEQS, HMAX), float32)
-    D = whh_t.shape[0]
     H = whh_t.shape[1]
     B = lengths.shape[0]
     G = 4 * H
@@ -298,7 +297,6 @@ def _lstm_layer_backward(gates_s, cells_s, c0, whh, lengths, dy, dhn, dcn, dg, d
     ``dh[k] = sum_g dg[g] * W_hh[g, k]``.  dg [B,T,D*4H] must be zero on entry (padding stays zero)."""
     sdg = cuda.shared.array((SEQS, GMAX), float32)
     sdh = cuda.shared.array((SEQS, HMAX), float32)
-    D = whh.shape[0]
     H = whh.shape[2]
     B = lengths.shape[0]
     G = 4 * H
