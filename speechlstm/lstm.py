@@ -11,9 +11,9 @@ Layout of the work, per layer:
    (``x [B·T, I] @ W_ih.T``, biases folded in);
 2. the recurrence runs in a Numba kernel, parallel over (direction × batch chunk) tasks; each task
    owns its state and scratch buffers, so nothing races.  Per step it does one small GEMM
-   (``W_hh @ h.T``, single-threaded BLAS; a GEMV for a single sequence; with MKL, ``h @ W_hh.T`` on
-   a weight packed once per call) and one fused, vectorized gate loop, in float32 arithmetic for
-   float32 storage (``gates.compile_gates``).
+   (``W_hh @ h.T``, single-threaded BLAS; a GEMV for a single sequence; with MKL, ``[h, 1] @ [W_hh.T; b]``
+   on a weight packed once per call) and one fused gate loop, vectorized 512 bits wide where the CPU
+   has AVX-512, in float32 arithmetic for float32 storage (``gates.compile_gates``).
    The reverse direction walks each sequence from its own last valid frame, so padding never
    leaks anywhere;
 3. backward through time mirrors it: the kernel only carries ``dh``/``dc`` through the recurrence
