@@ -345,13 +345,16 @@ def _transpose_into(a, out):
             out[c, r] = a[r, c]
 
 
-def stack_transposed(mats) -> np.ndarray:
+def stack_transposed(mats, *, out: np.ndarray | None = None) -> np.ndarray:
     """``np.stack([m.T for m in mats])`` as a C-contiguous array, each matrix copied in 32 x 32
     tiles (numpy's strided copy of the transposed views is ~3-4 x slower for the LSTM weights).
 
     Parameters
     ----------
     mats : sequence of np.ndarray [shape=(R, C)], all of one shape and dtype
+    out : np.ndarray [shape=(len(mats), C, R)] or None
+        written in place when given (each ``out[i]`` C-contiguous, of the matrices' dtype), e.g. the
+        leading rows of a larger buffer
 
     Returns
     -------
@@ -365,7 +368,12 @@ def stack_transposed(mats) -> np.ndarray:
         if m.shape != shape or m.dtype != dtype:
             raise ParameterError(f"stack_transposed needs arrays of one shape and dtype: {shape} {dtype} "
                                  f"and {m.shape} {m.dtype}")
-    out = np.empty((len(mats), shape[1], shape[0]), dtype)
+    want = (len(mats), shape[1], shape[0])
+    if out is None:
+        out = np.empty(want, dtype)
+    elif out.shape != want or out.dtype != dtype or not all(o.flags.c_contiguous for o in out):
+        raise ParameterError(f"stack_transposed: out must be {want} {dtype} with C-contiguous matrices, "
+                             f"got {out.shape} {out.dtype}")
     for i, m in enumerate(mats):
         _transpose_into(m, out[i])
     return out

@@ -589,7 +589,7 @@ def lstm_forward(
         wx = np.zeros((0, 0, 0), dtype)
         if mkl:  # W_hh.T with the biases as row H: each step's product adds them
             wx = np.empty((D, H + 1, 4 * H), dtype)
-            wx[:, :H] = stack_transposed(list(whh))
+            stack_transposed(list(whh), out=wx[:, :H])
             wx[:, H] = bias.reshape(D, 4 * H)
         mode = "train" if training else "eval"  # an inference call never overwrites a pending cache
         y = np.empty((B, T, D * H), dtype) if l == L - 1 else _scratch(workspace, f"{mode}/y{l}", (B, T, D * H), dtype)

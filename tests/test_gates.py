@@ -71,7 +71,6 @@ def test_float32_expm1_relative_error():
     np.testing.assert_allclose(out, np.expm1(np.array([-40.0, -40.0, 40.0, 40.0])), rtol=4e-7)
 
 
-
 def test_float32_tanh_keeps_its_relative_precision_near_zero():
     """expm1(2x) / (expm1(2x) + 2) has no cancellation for small x (exp(2x) - 1 would lose every
     digit below ~1e-4), and no branch: relative error a few ulp down to 1e-30."""

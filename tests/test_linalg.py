@@ -146,18 +146,21 @@ def test_mkl_packed_product(blas):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_stack_transposed(shape, dtype):
     """Tiles, ragged edges on either axis, single rows and columns; exact copies."""
-
     rng = np.random.default_rng(3)
     mats = [rng.standard_normal(shape).astype(dtype) for _ in range(3)]
     mats[1] = np.asfortranarray(mats[1])  # any layout in
     out = stack_transposed(mats)
     assert out.flags.c_contiguous and out.dtype == dtype
     assert np.array_equal(out, np.stack([m.T for m in mats]))
+    big = np.full((3, shape[1] + 1, shape[0]), 7.0, dtype)  # into the leading rows of a larger buffer
+    assert stack_transposed(mats, out=big[:, :shape[1]]) is not None
+    assert np.array_equal(big[:, :shape[1]], out) and (big[:, shape[1]] == 7.0).all()
 
 
 def test_stack_transposed_refuses_mixed_inputs():
-
     with pytest.raises(ParameterError, match="one shape and dtype"):
         stack_transposed([np.zeros((2, 3)), np.zeros((3, 2))])
     with pytest.raises(ParameterError, match="non-empty sequence of 2-D"):
         stack_transposed([])
+    with pytest.raises(ParameterError, match="out must be"):
+        stack_transposed([np.zeros((2, 3))], out=np.zeros((1, 2, 3)))
