@@ -105,6 +105,8 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--data", "data_root", default="../shared/data", show_default=True, help="Folder with the corpora.")
 @click.option("--work", default="runs/default", show_default=True, help="Working folder (synthesis, cache, runs).")
 @click.option("--epochs", default=30, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=6, show_default=True,
+              help="Epochs without a better dev loss before training stops (a stopped run resumes with a larger value).")
 @click.option("--hidden", default=128, show_default=True)
 @click.option("--layers", default=2, show_default=True)
 @click.option("--unidirectional", is_flag=True, help="Train the streaming (unidirectional, global CMVN) variant.")
@@ -142,7 +144,7 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--workers", default=2, show_default=True)
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
-def main(data_root, work, epochs, hidden, layers, unidirectional, singles, sequences, copies, sc_copies, sc_other_copies, fmax, p_telephone, p_trim, trim_max, p_hum,
+def main(data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies, sc_copies, sc_other_copies, fmax, p_telephone, p_trim, trim_max, p_hum,
          p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, seed, run_name, workers, export_name):
     from speechlstm.train import TrainConfig, Trainer
 
@@ -202,7 +204,7 @@ def main(data_root, work, epochs, hidden, layers, unidirectional, singles, seque
                       bidirectional=not unidirectional, epochs=epochs, seed=seed, workers=workers,
                       features={"cmvn": "global" if unidirectional else "utterance", "fmax": fmax},
                       augment=augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max),
-                      vocabulary=list(SPEECH_COMMANDS_WORDS), patience=6, ema=ema, dropout=dropout,
+                      vocabulary=list(SPEECH_COMMANDS_WORDS), patience=patience, ema=ema, dropout=dropout,
                       name="commands-stream" if unidirectional else "commands")
     Trainer(cfg).run(resume=True)
     train_seconds = time.time() - t_start
