@@ -22,6 +22,10 @@ PyTorch (the test extra) is only the baseline here; speechlstm never imports it.
 ``--blas both`` times speechlstm once with each BLAS its kernels can call (SciPy's OpenBLAS, and
 MKL from the optional ``mkl`` wheel), in the same alternation; ``--blas openblas|mkl`` one of them;
 the default ``auto`` whatever the process picks (MKL when installed).
+
+``--layer`` splits one inner R2 layer's forward time: the input projection, the recurrence (the
+layer less the projection), the recurrence's per-step products alone, and what is left (gate
+loops, reads of the projected inputs, writes of the outputs).
 """
 import json
 import os
@@ -193,6 +197,42 @@ def floor(threads, repeats, rounds, name="R2"):
     return out, gflop
 
 
+def layer_breakdown(threads, repeats, rounds, name="R2"):
+    """Median times for one inner layer of scenario ``name`` (input D*H wide): its input projection
+    (one ``linalg.matmul``), the whole layer (``lstm_forward`` with one layer's weights) and its
+    per-step recurrent products alone, alternating; the layer less the projection is the
+    recurrence, and the recurrence less its products the gate loops with their memory traffic."""
+    import numba
+
+    from speechlstm.linalg import matmul, prepare_blas, use_mkl
+    from speechlstm.lstm import lstm_forward
+
+    numba.set_num_threads(threads)
+    prepare_blas()
+    s = SCENARIOS[name]
+    B, T, H, D = s["B"], s["T"], s["H"], 2 if s["bi"] else 1
+    rng = np.random.default_rng(0)
+    f32 = lambda *shape: (0.1 * rng.standard_normal(shape)).astype(np.float32)  # noqa: E731
+    x = f32(B, T, D * H)
+    weights = [[(f32(4 * H, D * H), f32(4 * H, H), f32(4 * H), f32(4 * H)) for _ in range(D)]]
+    w_cat_t = np.ascontiguousarray(np.concatenate([w[0] for w in weights[0]]).T)
+    gx = np.empty((B * T, D * 4 * H), np.float32)
+    whh = np.stack([w[1] for w in weights[0]])
+    whh_t = np.ascontiguousarray(whh.transpose(0, 2, 1))
+    h_t, acc_t = f32(D, H, B), np.empty((D, 4 * H, B), np.float32)
+    h, acc = np.ascontiguousarray(h_t.transpose(0, 2, 1)), np.empty((D, B, 4 * H), np.float32)
+    steps = _step_gemms()
+    mkl = use_mkl()
+    fns = [("projection", lambda: matmul(x.reshape(B * T, -1), w_cat_t, out=gx)),
+           ("layer", lambda: lstm_forward(x, weights)),
+           ("products", lambda: steps(whh, whh_t, h_t, acc_t, h, acc, T, mkl))]
+    times = {k: [] for k, _ in fns}
+    for _ in range(rounds):
+        for k, fn in fns:
+            times[k].append(median_time(fn, repeats))
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
 @click.command()
 @click.option("--threads", default=2, show_default=True, help="Threads for both libraries.")
 @click.option("--repeats", default=7, show_default=True, help="Timed runs per median.")
@@ -200,11 +240,13 @@ def floor(threads, repeats, rounds, name="R2"):
 @click.option("--only", multiple=True, help="Scenario(s) to run (R1, R2, R3).")
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the rows as JSON.")
 @click.option("--floor", "with_floor", is_flag=True, help="Also time R2's unavoidable matrix products alone.")
+@click.option("--layer", "with_layer", is_flag=True,
+              help="Also split one inner R2 layer's time: projection, recurrent products, the rest.")
 @click.option("--no-onednn-too", is_flag=True,
               help="Also time PyTorch with oneDNN off (its own per-step BLAS LSTM), in the same alternation.")
 @click.option("--blas", type=click.Choice(["auto", "openblas", "mkl", "both"]), default="auto", show_default=True,
               help="BLAS of speechlstm's kernels: auto (MKL when installed), one of them, or both in turn.")
-def main(threads, repeats, rounds, only, json_out, with_floor, no_onednn_too, blas):
+def main(threads, repeats, rounds, only, json_out, with_floor, with_layer, no_onednn_too, blas):
     import torch
 
     from speechlstm.errors import ParameterError
@@ -244,6 +286,15 @@ def main(threads, repeats, rounds, only, json_out, with_floor, no_onednn_too, bl
             if k in ms:
                 print(f"| {label} | {ms[k]:.1f} | {gflop / ms[k] * 1e3:.0f} | {ms[k] / lstm_ms:.2f} |")
         rows.append({"scenario": "R2-floor", **{f"{k}_ms": v for k, v in ms.items()}, "gflop": gflop})
+    if with_layer:
+        set_blas(backends[-1])
+        ms = layer_breakdown(threads, repeats, rounds)
+        rec = ms["layer"] - ms["projection"]
+        print(f"\nOne inner R2 layer (B=32 T=300, input 512, H=256, bidirectional; BLAS: {backends[-1]}), ms:")
+        print("| whole layer | input projection | recurrence | its products alone | gate loops + memory |")
+        print("|---:|---:|---:|---:|---:|")
+        print(f"| {ms['layer']:.1f} | {ms['projection']:.1f} | {rec:.1f} | {ms['products']:.1f} | {rec - ms['products']:.1f} |")
+        rows.append({"scenario": "R2-layer", **{f"{k}_ms": v for k, v in ms.items()}})
     if json_out:
         with open(json_out, "w") as f:
             json.dump(rows, f, indent=2)
