@@ -205,7 +205,7 @@ def layer_breakdown(threads, repeats, rounds, name="R2"):
     import numba
 
     from speechlstm.linalg import matmul, prepare_blas, use_mkl
-    from speechlstm.lstm import lstm_forward
+    from speechlstm.lstm import Workspace, lstm_forward
 
     numba.set_num_threads(threads)
     prepare_blas()
@@ -223,8 +223,9 @@ def layer_breakdown(threads, repeats, rounds, name="R2"):
     h, acc = np.ascontiguousarray(h_t.transpose(0, 2, 1)), np.empty((D, B, 4 * H), np.float32)
     steps = _step_gemms()
     mkl = use_mkl()
+    ws = Workspace()
     fns = [("projection", lambda: matmul(x.reshape(B * T, -1), w_cat_t, out=gx)),
-           ("layer", lambda: lstm_forward(x, weights)),
+           ("layer", lambda: lstm_forward(x, weights, workspace=ws)),  # reused scratch, as nn.LSTM keeps
            ("products", lambda: steps(whh, whh_t, h_t, acc_t, h, acc, T, mkl))]
     times = {k: [] for k, _ in fns}
     for _ in range(rounds):
