@@ -153,8 +153,9 @@ def test_stack_transposed(shape, dtype):
     assert out.flags.c_contiguous and out.dtype == dtype
     assert np.array_equal(out, np.stack([m.T for m in mats]))
     big = np.full((3, shape[1] + 1, shape[0]), 7.0, dtype)  # into the leading rows of a larger buffer
-    assert stack_transposed(mats, out=big[:, :shape[1]]) is not None
-    assert np.array_equal(big[:, :shape[1]], out) and (big[:, shape[1]] == 7.0).all()
+    lead = big[:, :shape[1]]
+    assert stack_transposed(mats, out=lead) is lead
+    assert np.array_equal(lead, out) and (big[:, shape[1]] == 7.0).all()
 
 
 def test_stack_transposed_refuses_mixed_inputs():
