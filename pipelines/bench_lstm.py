@@ -134,6 +134,17 @@ def _step_gemms():
     return steps
 
 
+def _step_operands(whh, h_t):
+    """The per-step products' operands for recurrent weights ``whh [D, 4H, H]`` and a state
+    ``h_t [D, H, B]``: ``(whh_t, h_t, acc_t, h, acc)`` in both the BLAS (W_hh @ h_t) and the MKL
+    (h @ W_hh.T) layouts that ``_step_gemms`` takes."""
+    D, G, _ = whh.shape
+    B = h_t.shape[2]
+    whh_t = np.ascontiguousarray(whh.transpose(0, 2, 1))
+    h = np.ascontiguousarray(h_t.transpose(0, 2, 1))
+    return whh_t, h_t, np.empty((D, G, B), whh.dtype), h, np.empty((D, B, G), whh.dtype)
+
+
 def floor(threads, repeats, rounds, name="R2"):
     """Median times of the unavoidable matrix products of scenario ``name``'s forward pass
     (ours: speechlstm.linalg.matmul + per-step BLAS in Numba tasks; torch: torch.mm / torch.bmm)
@@ -153,9 +164,8 @@ def floor(threads, repeats, rounds, name="R2"):
     inputs = [f32(B * T, I if l == 0 else D * H) for l in range(L)]
     w_cat_t = [np.ascontiguousarray(f32(D * 4 * H, a.shape[1]).T) for a in inputs]
     gx = np.empty((B * T, D * 4 * H), np.float32)
-    whh, h_t, acc_t = f32(D, 4 * H, H), f32(D, H, B), np.empty((D, 4 * H, B), np.float32)
-    h, acc = np.ascontiguousarray(h_t.transpose(0, 2, 1)), np.empty((D, B, 4 * H), np.float32)
-    whh_t = np.ascontiguousarray(whh.transpose(0, 2, 1))
+    whh = f32(D, 4 * H, H)
+    whh_t, h_t, acc_t, h, acc = _step_operands(whh, f32(D, H, B))
     steps = _step_gemms()
     backends = ["openblas"] + (["mkl"] if mkl_info() else [])
 
@@ -218,9 +228,7 @@ def layer_breakdown(threads, repeats, rounds, name="R2"):
     w_cat_t = np.ascontiguousarray(np.concatenate([w[0] for w in weights[0]]).T)
     gx = np.empty((B * T, D * 4 * H), np.float32)
     whh = np.stack([w[1] for w in weights[0]])
-    whh_t = np.ascontiguousarray(whh.transpose(0, 2, 1))
-    h_t, acc_t = f32(D, H, B), np.empty((D, 4 * H, B), np.float32)
-    h, acc = np.ascontiguousarray(h_t.transpose(0, 2, 1)), np.empty((D, B, 4 * H), np.float32)
+    whh_t, h_t, acc_t, h, acc = _step_operands(whh, f32(D, H, B))
     steps = _step_gemms()
     mkl = use_mkl()
     ws = Workspace()

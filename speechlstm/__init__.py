@@ -6,6 +6,10 @@ MFCC front end, LSTM acoustic model, CTC training and decoding — no deep-learn
     model = speechlstm.load_model()            # the shipped commands model
     result = model.transcribe("clip.wav")      # {"text", "duration", "segments": [...]}
 """
+from ._kernel_cache import drop_stale as _drop_stale
+
+_drop_stale()  # before any kernel loads: Numba would reuse kernels built from since-edited callees
+
 from .errors import AudioError, DataError, DeviceError, ModelError, ParameterError, SpeechLSTMError
 from .audio import load_audio
 from .features import FeatureConfig, extract_features
