@@ -37,7 +37,8 @@ class _Group(click.Group):
 def main(ctx, debug):
     """Offline speech recognition and keyword spotting (MFCC → LSTM → CTC, on Numba).
 
-    SPEECHLSTM_BLAS=auto|mkl|openblas chooses the BLAS of the CPU kernels (auto: MKL when installed)."""
+    SPEECHLSTM_BLAS=auto|mkl|openblas chooses the BLAS of the CPU kernels (auto: MKL when installed, on
+    Intel CPUs)."""
     ctx.meta["speechlstm.debug"] = debug
     import os
 
@@ -334,13 +335,17 @@ def info(model, as_json):
     click.echo(f"streaming:    {'yes' if d['streaming'] else 'no'}")
     for k, v in (d.get("metrics") or {}).items():
         click.echo(f"metric:       {k} = {v}")
-    from .linalg import blas_backend, mkl_info  # of this installation, not of the file
+    from .config import BLAS_ENV
+    from .linalg import blas_backend, cpu_vendor, mkl_info  # of this installation, not of the file
 
     mkl = mkl_info()
     if blas_backend() == "mkl":
         click.echo(f"CPU BLAS:     MKL ({mkl[1]})")
+    elif mkl:
+        click.echo(f"CPU BLAS:     OpenBLAS (SciPy's); MKL is installed but 'auto' takes it on Intel CPUs only "
+                   f"(this one: {cpu_vendor()}); {BLAS_ENV}=mkl uses it")
     else:
-        click.echo("CPU BLAS:     OpenBLAS (SciPy's)" + ("" if mkl else "; pip install 'speechlstm[mkl]' adds MKL"))
+        click.echo("CPU BLAS:     OpenBLAS (SciPy's); pip install 'speechlstm[mkl]' adds MKL")
 
 
 @main.command()

@@ -16,7 +16,10 @@ The kernels are compiled once for both: they call MKL through private symbols
 (``speechlstm_sgemm``, ``speechlstm_dgemm_pack``, ...) which this module binds at import to MKL's
 functions, or to a stub that is never called when MKL is absent, and take the choice as a run-time
 flag (:func:`use_mkl`), so cached kernels serve either.  ``SPEECHLSTM_BLAS=auto|mkl|openblas``
-(default ``auto``: MKL when found) or :func:`set_blas` choose.
+(default ``auto``: MKL when found on an Intel CPU, OpenBLAS otherwise) or :func:`set_blas` choose.
+On an AMD EPYC (Zen 4) MKL ran R1 and R2 slower than OpenBLAS (R1 0.79-0.91 of PyTorch's time
+against 0.66-0.70, R2 0.95-1.01 against 0.93-0.96, three runs; its per-step products 1.5 x slower),
+R3 about 5 % faster: ``auto`` takes the inference side there (README, Speed).
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from . import config
 from .errors import ParameterError
 
 __all__ = ["matmul", "matmul_tn", "stack_transposed", "prepare_blas", "blas_backend", "set_blas", "mkl_info", "use_mkl",
+           "cpu_vendor", "auto_prefers_mkl",
            "mkl_gemm", "mkl_pack_b", "mkl_gemm_packed"]
 
 BLAS_CHOICES = ("auto", "mkl", "openblas")
@@ -43,7 +47,7 @@ _MKL_SEQUENTIAL = 1  # MKL_THREADING_SEQUENTIAL: our Numba tasks are the paralle
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enums
 
 _BLAS_READY = False
-_STATE = {"backend": None, "mkl": None, "mkl_error": None}  # backend chosen; MKL (path, version) or None
+_STATE = {"backend": None, "mkl": None, "mkl_error": None, "vendor": None}  # backend chosen; MKL (path, version) or None
 
 # --- the MKL symbols the kernels call -------------------------------------------------------------
 _CI, _CP, _CF, _CD = ctypes.c_int, ctypes.c_void_p, ctypes.c_float, ctypes.c_double
@@ -112,15 +116,41 @@ def mkl_info():
     return _STATE["mkl"]
 
 
+def cpu_vendor() -> str:
+    """The CPU's vendor string (``"GenuineIntel"``, ``"AuthenticAMD"``, ...) from ``/proc/cpuinfo``;
+    ``""`` where it cannot be read (not Linux)."""
+    if _STATE.get("vendor") is None:
+        vendor = ""
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+                for line in f:
+                    if line.startswith("vendor_id"):
+                        vendor = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+        _STATE["vendor"] = vendor
+    return _STATE["vendor"]
+
+
+def auto_prefers_mkl() -> bool:
+    """What ``"auto"`` does with MKL installed: use it on Intel CPUs (or where the vendor is
+    unknown), not on others, where MKL's dispatch runs slower code paths."""
+    return cpu_vendor() in ("GenuineIntel", "")
+
+
 def set_blas(name: str) -> str:
     """Choose the BLAS of the CPU kernels: ``"mkl"``, ``"openblas"`` or ``"auto"`` (MKL when
-    found).  Returns the backend now in use; ``"mkl"`` without MKL raises ParameterError."""
+    found and :func:`auto_prefers_mkl`).  Returns the backend now in use; ``"mkl"`` without MKL
+    raises ParameterError."""
     if name not in BLAS_CHOICES:
         raise ParameterError(f"BLAS must be one of {', '.join(BLAS_CHOICES)}, got {name!r}")
     if name == "mkl" and _STATE["mkl"] is None:
         raise ParameterError(f"BLAS 'mkl' asked for, but MKL is not usable: {_STATE['mkl_error']}")
-    _STATE["backend"] = name if name != "auto" else ("mkl" if _STATE["mkl"] else "openblas")
-    return _STATE["backend"]
+    if name == "auto":
+        name = "mkl" if _STATE["mkl"] and auto_prefers_mkl() else "openblas"
+    _STATE["backend"] = name
+    return name
 
 
 def blas_backend() -> str:

@@ -74,6 +74,38 @@ def test_set_blas_refuses_unknown_names():
         set_blas("fast")
 
 
+def test_auto_takes_mkl_on_intel_cpus_only(monkeypatch):
+    """``auto`` with MKL found: MKL on GenuineIntel (or an unreadable vendor), OpenBLAS on AMD,
+    where MKL ran the inference benchmarks slower; an explicit ``mkl`` is honoured anywhere."""
+    from speechlstm import linalg
+
+    before = linalg.blas_backend()
+    monkeypatch.setitem(linalg._STATE, "mkl", ("libmkl_rt.so.2", "test"))
+    try:
+        for vendor, expected in (("GenuineIntel", "mkl"), ("", "mkl"), ("AuthenticAMD", "openblas"),
+                                 ("HygonGenuine", "openblas")):
+            monkeypatch.setitem(linalg._STATE, "vendor", vendor)
+            assert linalg.set_blas("auto") == expected, vendor
+        assert linalg.set_blas("mkl") == "mkl"
+        monkeypatch.setitem(linalg._STATE, "mkl", None)
+        monkeypatch.setitem(linalg._STATE, "vendor", "GenuineIntel")
+        assert linalg.set_blas("auto") == "openblas"
+    finally:
+        monkeypatch.undo()
+        linalg.set_blas(before)
+
+
+def test_cpu_vendor_reads_proc_cpuinfo():
+    from speechlstm.linalg import cpu_vendor
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [l for l in f if l.startswith("vendor_id")]
+    except OSError:
+        lines = []
+    assert cpu_vendor() == (lines[0].split(":", 1)[1].strip() if lines else "")
+
+
 def test_without_mkl_the_kernels_run_on_openblas(tmp_path):
     """Where MKL is missing (here: pointed at a file that is not there), ``auto`` falls back to
     OpenBLAS and the same compiled kernels run; asking for ``mkl`` is a clear error."""
