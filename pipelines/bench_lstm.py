@@ -21,7 +21,7 @@ PyTorch (the test extra) is only the baseline here; speechlstm never imports it.
 
 ``--blas both`` times speechlstm once with each BLAS its kernels can call (SciPy's OpenBLAS, and
 MKL from the optional ``mkl`` wheel), in the same alternation; ``--blas openblas|mkl`` one of them;
-the default ``auto`` whatever the process picks (MKL when installed).
+the default ``auto`` whatever the process picks (MKL when installed, on an Intel CPU).
 
 ``--layer`` splits one inner R2 layer's forward time: the input projection, the recurrence (the
 layer less the projection), the recurrence's per-step products alone, and what is left (gate
@@ -33,7 +33,7 @@ import statistics
 
 import click
 import numpy as np
-from benchutil import median_time
+from benchutil import cpu_name, median_time
 
 SCENARIOS = {
     "R1": dict(B=1, T=300, I=117, H=128, L=2, bi=False, train=False, doc="streaming inference"),
@@ -254,7 +254,7 @@ def layer_breakdown(threads, repeats, rounds, name="R2"):
 @click.option("--no-onednn-too", is_flag=True,
               help="Also time PyTorch with oneDNN off (its own per-step BLAS LSTM), in the same alternation.")
 @click.option("--blas", type=click.Choice(["auto", "openblas", "mkl", "both"]), default="auto", show_default=True,
-              help="BLAS of speechlstm's kernels: auto (MKL when installed), one of them, or both in turn.")
+              help="BLAS of speechlstm's kernels: auto (MKL when installed, on an Intel CPU), one of them, or both in turn.")
 def main(threads, repeats, rounds, only, json_out, with_floor, with_layer, no_onednn_too, blas):
     import torch
 
@@ -267,7 +267,7 @@ def main(threads, repeats, rounds, only, json_out, with_floor, with_layer, no_on
         raise click.UsageError(str(exc))
     rows = run(threads, repeats, only, rounds, no_onednn_too, backends)
     mkl = mkl_info()
-    print(f"threads={threads}  torch={torch.__version__}  cpu_count={os.cpu_count()}  "
+    print(f"threads={threads}  torch={torch.__version__}  cpu={cpu_name()} x {os.cpu_count()}  "
           f"MKL: {mkl[1] if mkl else 'not installed'}  "
           f"(median of {repeats} runs, median of {rounds} alternating rounds)")
     names = {"openblas": "OpenBLAS", "mkl": "MKL"}
