@@ -342,6 +342,12 @@ class Trainer:
 
     # -- run ------------------------------------------------------------------------------------
     def run(self, *, resume: bool = False) -> dict:
+        from .linalg import training_blas
+
+        with training_blas():  # "auto" trains on MKL wherever it is installed
+            return self._run(resume)
+
+    def _run(self, resume: bool) -> dict:
         from tqdm import tqdm
 
         c = self.cfg

@@ -79,7 +79,8 @@ def test_auto_takes_mkl_on_intel_cpus_only(monkeypatch):
     where MKL ran the inference benchmarks slower; an explicit ``mkl`` is honoured anywhere."""
     from speechlstm import linalg
 
-    before = linalg.blas_backend()
+    linalg.blas_backend()
+    before = linalg._STATE["choice"]
     monkeypatch.setitem(linalg._STATE, "mkl", ("libmkl_rt.so.2", "test"))
     try:
         for vendor, expected in (("GenuineIntel", "mkl"), ("", "mkl"), ("AuthenticAMD", "openblas"),
@@ -90,6 +91,36 @@ def test_auto_takes_mkl_on_intel_cpus_only(monkeypatch):
         monkeypatch.setitem(linalg._STATE, "mkl", None)
         monkeypatch.setitem(linalg._STATE, "vendor", "GenuineIntel")
         assert linalg.set_blas("auto") == "openblas"
+    finally:
+        monkeypatch.undo()
+        linalg.set_blas(before)
+
+
+def test_training_blas_takes_mkl_for_auto_only(monkeypatch):
+    """The trainer's block: ``auto`` on an AMD CPU trains on MKL and goes back to OpenBLAS after
+    (also after an error); an explicit choice is left alone; without MKL nothing changes."""
+    from speechlstm import linalg
+
+    linalg.blas_backend()
+    before = linalg._STATE["choice"]
+    monkeypatch.setitem(linalg._STATE, "mkl", ("libmkl_rt.so.2", "test"))
+    monkeypatch.setitem(linalg._STATE, "vendor", "AuthenticAMD")
+    try:
+        assert linalg.set_blas("auto") == "openblas"
+        with linalg.training_blas():
+            assert linalg.use_mkl()
+        assert linalg.blas_backend() == "openblas"
+        with pytest.raises(RuntimeError):
+            with linalg.training_blas():
+                raise RuntimeError("a failing epoch")
+        assert linalg.blas_backend() == "openblas"
+        linalg.set_blas("openblas")  # asked for by name: training keeps it
+        with linalg.training_blas():
+            assert not linalg.use_mkl()
+        monkeypatch.setitem(linalg._STATE, "mkl", None)
+        linalg.set_blas("auto")
+        with linalg.training_blas():
+            assert not linalg.use_mkl()
     finally:
         monkeypatch.undo()
         linalg.set_blas(before)

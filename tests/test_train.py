@@ -253,3 +253,25 @@ def test_feature_cache_vtlp_warps_augmented_copies_only(tiny_corpus, tmp_path):
             np.testing.assert_array_equal(a, b)
         else:  # its augmented copy: same waveform augmentation, then a frequency warp
             assert not np.allclose(a, b)
+
+
+def test_training_runs_in_the_training_blas(tiny_corpus, tmp_path, monkeypatch):
+    """Trainer.run trains inside linalg.training_blas (so "auto" trains on MKL where it is installed,
+    even on a CPU whose inference runs on OpenBLAS) and leaves the inference choice as it was."""
+    import contextlib
+
+    from speechlstm import linalg
+
+    seen = []
+
+    @contextlib.contextmanager
+    def spy():
+        seen.append("enter")
+        yield
+        seen.append("exit")
+
+    monkeypatch.setattr(linalg, "training_blas", spy)
+    d, train, dev = tiny_corpus
+    before = linalg.blas_backend()
+    Trainer(_cfg(d, train, dev, tmp_path / "t", epochs=1)).run()
+    assert seen == ["enter", "exit"] and linalg.blas_backend() == before
