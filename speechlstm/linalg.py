@@ -49,8 +49,9 @@ _MKL_SEQUENTIAL = 1  # MKL_THREADING_SEQUENTIAL: our Numba tasks are the paralle
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enums
 
 _BLAS_READY = False
-_STATE = {"backend": None, "choice": None, "mkl": None, "mkl_error": None, "vendor": None}  # backend in use, name asked
-# for ("auto", "mkl", "openblas"); MKL (path, version) or None; CPU vendor
+# the backend in use; the name asked for ("auto", "mkl", "openblas"); MKL's (path, version) or None;
+# why MKL is not usable; the CPU vendor (read once)
+_STATE = {"backend": None, "choice": None, "mkl": None, "mkl_error": None, "vendor": None}
 
 # --- the MKL symbols the kernels call -------------------------------------------------------------
 _CI, _CP, _CF, _CD = ctypes.c_int, ctypes.c_void_p, ctypes.c_float, ctypes.c_double
