@@ -7,14 +7,9 @@ import time
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``): ratios
     against PyTorch depend on it (README, Speed)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    from speechlstm.linalg import cpuinfo_field
+
+    return cpuinfo_field("model name") or platform.processor() or "unknown CPU"
 
 
 def median_time(fn, repeats: int, warmup: bool = True) -> float:

@@ -40,7 +40,7 @@ from . import config
 from .errors import ParameterError
 
 __all__ = ["matmul", "matmul_tn", "stack_transposed", "prepare_blas", "blas_backend", "set_blas", "mkl_info", "use_mkl",
-           "cpu_vendor", "auto_prefers_mkl", "training_blas",
+           "blas_choice", "cpuinfo_field", "cpu_vendor", "auto_prefers_mkl", "training_blas",
            "mkl_gemm", "mkl_pack_b", "mkl_gemm_packed"]
 
 BLAS_CHOICES = ("auto", "mkl", "openblas")
@@ -120,37 +120,42 @@ def mkl_info():
     return _STATE["mkl"]
 
 
+def cpuinfo_field(key: str) -> str:
+    """The first ``key`` line of ``/proc/cpuinfo`` (``"vendor_id"``, ``"model name"``, ...);
+    ``""`` where it is missing or cannot be read (not Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                name, sep, value = line.partition(":")
+                if sep and name.strip() == key:
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
+
+
 def cpu_vendor() -> str:
-    """The CPU's vendor string (``"GenuineIntel"``, ``"AuthenticAMD"``, ...) from ``/proc/cpuinfo``;
-    ``""`` where it cannot be read (not Linux)."""
-    if _STATE.get("vendor") is None:
-        vendor = ""
-        try:
-            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-                for line in f:
-                    if line.startswith("vendor_id"):
-                        vendor = line.split(":", 1)[1].strip()
-                        break
-        except OSError:
-            pass
-        _STATE["vendor"] = vendor
+    """The CPU's vendor string (``"GenuineIntel"``, ``"AuthenticAMD"``, ...); ``""`` where
+    unknown.  Read once."""
+    if _STATE["vendor"] is None:
+        _STATE["vendor"] = cpuinfo_field("vendor_id")
     return _STATE["vendor"]
 
 
-def auto_prefers_mkl(*, training: bool = False) -> bool:
-    """What ``"auto"`` does with MKL installed: use it on Intel CPUs (or where the vendor is
-    unknown), not on others, where MKL's dispatch runs slower code paths for inference; for
-    training (``training=True``: the backward's larger products) MKL was the faster one on both."""
-    return training or cpu_vendor() in ("GenuineIntel", "")
+def auto_prefers_mkl() -> bool:
+    """What ``"auto"`` does for inference with MKL installed: use it on Intel CPUs (or where the
+    vendor is unknown), not on others, where MKL's dispatch runs slower code paths.  (Training
+    takes MKL on any CPU: :func:`training_blas`.)"""
+    return cpu_vendor() in ("GenuineIntel", "")
 
 
 @contextlib.contextmanager
 def training_blas():
-    """Within the block, an ``"auto"`` choice means the training one (MKL whenever installed);
-    an explicit choice (:func:`set_blas`, ``SPEECHLSTM_BLAS``) stays as it is.  The trainer runs in it."""
+    """Within the block, an ``"auto"`` choice means MKL whenever it is installed (training's larger
+    backward products ran faster on it on both the Intel and the AMD machine); an explicit choice
+    (:func:`set_blas`, ``SPEECHLSTM_BLAS``) stays as it is.  The trainer runs in it."""
     before = blas_backend()
-    switch = (_STATE["choice"] == "auto" and _STATE["mkl"] is not None and auto_prefers_mkl(training=True)
-              and before != "mkl")
+    switch = blas_choice() == "auto" and _STATE["mkl"] is not None and before != "mkl"
     if switch:
         _STATE["backend"] = "mkl"
     try:
@@ -184,6 +189,12 @@ def blas_backend() -> str:
         except ParameterError as exc:
             raise ParameterError(f"{BLAS_ENV}={os.environ.get(BLAS_ENV)!r}: {exc}") from None
     return _STATE["backend"]
+
+
+def blas_choice() -> str:
+    """The name asked for: ``"auto"``, ``"mkl"`` or ``"openblas"`` (``blas_backend`` is what it resolved to)."""
+    blas_backend()
+    return _STATE["choice"]
 
 
 def use_mkl() -> bool:

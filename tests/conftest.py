@@ -91,8 +91,7 @@ def blas(request):
     ``mkl`` case fails, not skips, if it is missing); the previous choice comes back after."""
     from speechlstm import linalg
 
-    linalg.blas_backend()
-    before = linalg._STATE["choice"]  # the name asked for ("auto" stays "auto", as the trainer reads it)
+    before = linalg.blas_choice()  # the name asked for: "auto" stays "auto", as the trainer reads it
     linalg.set_blas(request.param)
     yield request.param
     linalg.set_blas(before)

@@ -79,8 +79,7 @@ def test_auto_takes_mkl_on_intel_cpus_only(monkeypatch):
     where MKL ran the inference benchmarks slower; an explicit ``mkl`` is honoured anywhere."""
     from speechlstm import linalg
 
-    linalg.blas_backend()
-    before = linalg._STATE["choice"]
+    before = linalg.blas_choice()
     monkeypatch.setitem(linalg._STATE, "mkl", ("libmkl_rt.so.2", "test"))
     try:
         for vendor, expected in (("GenuineIntel", "mkl"), ("", "mkl"), ("AuthenticAMD", "openblas"),
@@ -101,8 +100,7 @@ def test_training_blas_takes_mkl_for_auto_only(monkeypatch):
     (also after an error); an explicit choice is left alone; without MKL nothing changes."""
     from speechlstm import linalg
 
-    linalg.blas_backend()
-    before = linalg._STATE["choice"]
+    before = linalg.blas_choice()
     monkeypatch.setitem(linalg._STATE, "mkl", ("libmkl_rt.so.2", "test"))
     monkeypatch.setitem(linalg._STATE, "vendor", "AuthenticAMD")
     try:
