@@ -140,16 +140,69 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--dropout", default=0.0, show_default=True,
               help="Dropout on each LSTM layer's output in training (0: off).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--seeds", default="",
+              help="Comma-separated seeds (overrides --seed): one network per seed, each trained like a single "
+                   "build in <run-name>s<seed>/, then combined into one ensemble model in <run-name>/, which is "
+                   "evaluated and exported (the synthetic test set is the last seed's).")
 @click.option("--run-name", default="", help="Run folder under --work (default: bi or uni).")
 @click.option("--workers", default=2, show_default=True)
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
 def main(data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies, sc_copies, sc_other_copies, fmax, p_telephone, p_trim, trim_max, p_hum,
-         p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, seed, run_name, workers, export_name):
-    from speechlstm.train import TrainConfig, Trainer
-
+         p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, seed, seeds, run_name, workers, export_name):
     t_start = time.time()
     os.makedirs(work, exist_ok=True)
+    try:
+        seed_list = [int(x) for x in seeds.replace(",", " ").split()] if seeds else [seed]
+    except ValueError:
+        raise click.BadParameter(f"not a comma-separated list of integers: {seeds!r}", param_hint="--seeds") from None
+    if len(set(seed_list)) != len(seed_list):
+        raise click.BadParameter(f"a seed is repeated: {seeds!r}", param_hint="--seeds")
+    run_name = run_name or ("uni" if unidirectional else "bi")
+    opts = dict(data_root=data_root, work=work, epochs=epochs, patience=patience, hidden=hidden, layers=layers,
+                unidirectional=unidirectional, singles=singles, sequences=sequences, copies=copies,
+                sc_copies=sc_copies, sc_other_copies=sc_other_copies, fmax=fmax, p_telephone=p_telephone,
+                p_trim=p_trim, trim_max=trim_max, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, dev_mode=dev_mode,
+                arctic=arctic, ema=ema, dropout=dropout, workers=workers)
+    if len(seed_list) == 1:
+        m, run_dir = build_network(seed=seed_list[0], run_dir=os.path.join(work, run_name), **opts)
+        model_path = os.path.join(run_dir, "model.npz")
+    else:
+        from speechlstm.model import combine_models, load_model
+
+        members = []
+        for s in seed_list:
+            m, member_dir = build_network(seed=s, run_dir=os.path.join(work, f"{run_name}s{s}"), **opts)
+            members.append(load_model(os.path.join(member_dir, "model.npz")))
+        run_dir = os.path.join(work, run_name)
+        os.makedirs(run_dir, exist_ok=True)
+        model_path = combine_models(members, name=members[0].name).save(os.path.join(run_dir, "model.npz"))
+        print(f"combined {len(members)} networks (seeds {', '.join(map(str, seed_list))}) into {model_path}")
+    train_seconds = time.time() - t_start
+    # 4. evaluation on held-out speakers
+    from speechlstm.evaluate import evaluate_model_suite
+
+    metrics = evaluate_model_suite(model_path, m, os.path.join(run_dir, "eval"))
+    metrics["build_wall_seconds"] = round(time.time() - t_start, 1)
+    metrics["train_wall_seconds"] = round(train_seconds, 1)
+    print(json.dumps(metrics, indent=2))
+    # 5. export
+    if export_name:
+        from speechlstm.model import MODELS_DIR, load_model
+
+        model = load_model(model_path)
+        os.makedirs(MODELS_DIR, exist_ok=True)
+        out = model.save(os.path.join(MODELS_DIR, f"{export_name}.npz"), metrics=metrics, name=export_name)
+        print(f"exported {out}")
+
+
+def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies,
+                  sc_copies, sc_other_copies, fmax, p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, dev_mode,
+                  arctic, ema, dropout, seed, run_dir, workers):
+    """Stages 1-3 for one seed: synthesis, manifests, training into ``run_dir`` (resumed if it has
+    a checkpoint).  Returns (manifest paths, run_dir)."""
+    from speechlstm.train import TrainConfig, Trainer
+
     # 1. synthesis
     syn_train, syn_test = synthetic_sets(work, seed, singles, sequences, 300, workers)
     # 2. manifests
@@ -198,7 +251,6 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
                 shutil.copy(r["path"], dst)
     print(json.dumps({k: sum(1 for _ in open(v)) for k, v in m.items()}))
     # 3. training
-    run_dir = os.path.join(work, run_name or ("uni" if unidirectional else "bi"))
     cfg = TrainConfig(train=[m["train"]], dev=[m["dev"]], out_dir=run_dir, cache_dir=os.path.join(work, "cache"),
                       noise=[noise_dir], augment_copies=copies, hidden_size=hidden, num_layers=layers,
                       bidirectional=not unidirectional, epochs=epochs, seed=seed, workers=workers,
@@ -207,25 +259,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
                       vocabulary=list(SPEECH_COMMANDS_WORDS), patience=patience, ema=ema, dropout=dropout,
                       name="commands-stream" if unidirectional else "commands")
     Trainer(cfg).run(resume=True)
-    train_seconds = time.time() - t_start
-    # 4. evaluation on held-out speakers
-    from speechlstm.evaluate import evaluate_model_suite
-
-    metrics = evaluate_model_suite(os.path.join(run_dir, "model.npz"), m, os.path.join(run_dir, "eval"))
-    metrics["build_wall_seconds"] = round(time.time() - t_start, 1)
-    metrics["train_wall_seconds"] = round(train_seconds, 1)
-    print(json.dumps(metrics, indent=2))
-    # 5. export
-    if export_name:
-        from speechlstm.model import MODELS_DIR, load_model
-
-        model = load_model(os.path.join(run_dir, "model.npz"))
-        model.meta["metrics"] = metrics
-        model.meta["name"] = export_name
-        os.makedirs(MODELS_DIR, exist_ok=True)
-        out = model.save(os.path.join(MODELS_DIR, f"{export_name}.npz"), metrics=metrics, name=export_name)
-        print(f"exported {out}")
-
+    return m, run_dir
 
 if __name__ == "__main__":
     main()

@@ -321,11 +321,16 @@ def info(model, as_json):
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
-    a = d["architecture"]
     click.echo(f"model:        {d['name']} ({d['path']})")
-    click.echo(f"architecture: {a['num_layers']} x LSTM({a['hidden_size']}, "
-               f"{'bidirectional' if a['bidirectional'] else 'unidirectional'}) -> Dense({a['num_classes']}); "
-               f"{d['parameters']:,} parameters")
+    nets = [f"{a['num_layers']} x LSTM({a['hidden_size']}, {'bidirectional' if a['bidirectional'] else 'unidirectional'})"
+            f" -> Dense({a['num_classes']})" for a in d["members"]]
+    if len(nets) == 1:
+        click.echo(f"architecture: {nets[0]}; {d['parameters']:,} parameters")
+    else:
+        kinds = {n: nets.count(n) for n in nets}
+        click.echo(f"architecture: ensemble of {len(nets)} networks ("
+                   + ", ".join(f"{k} x {n}" if k > 1 else n for n, k in kinds.items())
+                   + f"); {d['parameters']:,} parameters")
     f = d["features"]
     click.echo(f"features:     {f['n_mfcc']} MFCC + {f['delta_order']} deltas, {f['n_mels']} mels "
                f"{f['fmin']:g}-{f['fmax'] or f['sample_rate'] / 2:g} Hz, "
@@ -346,6 +351,24 @@ def info(model, as_json):
                    f"(this one: {cpu_vendor()}); {BLAS_ENV}=mkl uses it")
     else:
         click.echo("CPU BLAS:     OpenBLAS (SciPy's); pip install 'speechlstm[mkl]' adds MKL")
+
+
+@main.command()
+@click.argument("models", nargs=-1, required=True)
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output model file (.npz).")
+@click.option("--name", default="", help="The ensemble's name (default: the output file's).")
+def combine(models, out, name):
+    """Combine models trained on the same front end into one ensemble file.
+
+    classify sums each candidate's log-likelihood over the networks; transcribe and spot use the mean
+    of their per-frame posteriors.  Each network costs its own pass over the audio."""
+    import os
+
+    from .model import combine_models, load_model
+
+    name = name or os.path.splitext(os.path.basename(out))[0]
+    m = combine_models([load_model(p) for p in models], name=name)
+    click.echo(f"wrote {m.save(out)}: {len(m.members)} networks")
 
 
 @main.command()

@@ -214,8 +214,9 @@ def classify_scores(logp: np.ndarray, candidates: Sequence[str], alphabet: Alpha
 
     Parameters
     ----------
-    logp : np.ndarray [shape=(T, C)]
-        per-frame log-probabilities of the whole clip (log-softmax output of a CTC model).
+    logp : np.ndarray [shape=(T, C) or (M, T, C)]
+        per-frame log-probabilities of the whole clip (log-softmax output of a CTC model); with a
+        leading axis, those of M networks (an ensemble), whose log-likelihoods are summed.
     candidates : sequence of str
         the texts the clip may hold (words or phrases, normalised with
         :func:`~speechlstm.alphabet.normalize_text`); :data:`NO_SPEECH` (``"_silence_"``) stands for
@@ -230,9 +231,12 @@ def classify_scores(logp: np.ndarray, candidates: Sequence[str], alphabet: Alpha
         for the clip (more frames needed than it has) gets ``-inf`` and probability 0.
     """
     lp = np.asarray(logp, dtype=np.float64)
-    if lp.ndim != 2 or lp.shape[1] != len(alphabet):
-        raise ParameterError(f"log-probabilities must be [T, {len(alphabet)}], got shape {lp.shape}")
-    if lp.shape[0] == 0:
+    if lp.ndim == 2:
+        lp = lp[None]
+    if lp.ndim != 3 or lp.shape[2] != len(alphabet) or lp.shape[0] == 0:
+        raise ParameterError(f"log-probabilities must be [T, {len(alphabet)}] or [M, T, {len(alphabet)}], "
+                             f"got shape {np.shape(logp)}")
+    if lp.shape[1] == 0:
         raise ParameterError("log-probabilities are empty: the clip has no frames")
     if not np.all(np.isfinite(lp)):
         raise ParameterError("log-probabilities contain NaN or infinite values")
@@ -256,8 +260,11 @@ def classify_scores(logp: np.ndarray, candidates: Sequence[str], alphabet: Alpha
     ids = np.zeros((len(encoded), max(1, int(n_ids.max()))), np.int64)
     for i, e in enumerate(encoded):
         ids[i, : e.size] = e
-    ll = np.empty(len(encoded))
-    _ctc_log_likelihoods(lp, ids, n_ids, alphabet.blank, ll)
+    ll = np.zeros(len(encoded))
+    part = np.empty(len(encoded))
+    for member in lp:
+        _ctc_log_likelihoods(np.ascontiguousarray(member), ids, n_ids, alphabet.blank, part)
+        ll += part
     finite = np.isfinite(ll)
     post = np.zeros_like(ll)
     if finite.any():

@@ -8,6 +8,11 @@ A model file is a ``.npz`` archive read with ``allow_pickle=False``:
   vocabulary, training summary and metrics;
 * ``sha256``: hex digest (as uint8) of every other entry (name, dtype, shape and bytes, in name
   order).  A tampered or truncated file fails the check and is refused with a ``ModelError``.
+
+An *ensemble* file (format version 2, written by :func:`combine_models` + :meth:`Model.save`) holds
+several networks that share one feature config, alphabet and vocabulary: member ``k``'s weights
+are ``param/m<k>/<name>`` and ``meta["members"]`` lists their architectures.  Single-network files
+stay version 1, byte for byte what earlier releases wrote.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import hashlib
 import json
 import os
 import zipfile
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -24,9 +29,11 @@ from .errors import ModelError, ParameterError
 from .features import FeatureConfig, FeatureStats
 from .nn import AcousticModel
 
-__all__ = ["Model", "load_model", "save_model", "read_model_file", "DEFAULT_MODEL", "available_models"]
+__all__ = ["Model", "load_model", "save_model", "read_model_file", "combine_models", "DEFAULT_MODEL",
+           "available_models"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # single-network files
+ENSEMBLE_FORMAT_VERSION = 2  # files holding several networks (meta["members"])
 MODELS_DIR = os.path.join(os.path.dirname(__file__), "models")
 DEFAULT_MODEL = "commands"
 
@@ -46,21 +53,32 @@ def _to_bytes_array(s: str) -> np.ndarray:
     return np.frombuffer(s.encode("utf-8"), dtype=np.uint8)
 
 
-def save_model(path: str, acoustic: AcousticModel, *, features: FeatureConfig, alphabet: Alphabet,
-               stats: Optional[FeatureStats] = None, vocabulary: Optional[List[str]] = None,
+def save_model(path: str, acoustic: Union[AcousticModel, Sequence[AcousticModel]], *, features: FeatureConfig,
+               alphabet: Alphabet, stats: Optional[FeatureStats] = None, vocabulary: Optional[List[str]] = None,
                training: Optional[dict] = None, metrics: Optional[dict] = None, name: str = "") -> str:
-    """Write a model file (atomically: a temporary file is renamed into place)."""
+    """Write a model file (atomically: a temporary file is renamed into place).
+
+    ``acoustic`` is one network, or a list of networks for an ensemble file (one network in a list
+    writes a plain single-network file).
+    """
     if features.cmvn == "global" and stats is None:
         raise ParameterError('a cmvn="global" model needs its FeatureStats')
-    arrays = {f"param/{k}": np.ascontiguousarray(v, np.float32) for k, v in acoustic.params.items()}
+    members = [acoustic] if isinstance(acoustic, AcousticModel) else list(acoustic)
+    if not members:
+        raise ParameterError("save_model needs at least one network")
+    if len(members) == 1:
+        arrays = {f"param/{k}": np.ascontiguousarray(v, np.float32) for k, v in members[0].params.items()}
+    else:
+        arrays = {f"param/m{i}/{k}": np.ascontiguousarray(v, np.float32)
+                  for i, a in enumerate(members) for k, v in a.params.items()}
     if stats is not None:
         arrays["stats/mean"] = np.asarray(stats.mean, np.float32)
         arrays["stats/std"] = np.asarray(stats.std, np.float32)
     meta = {
         "format": "speechlstm-model",
-        "version": FORMAT_VERSION,
+        "version": FORMAT_VERSION if len(members) == 1 else ENSEMBLE_FORMAT_VERSION,
         "name": name,
-        "architecture": acoustic.config(),
+        **({"architecture": members[0].config()} if len(members) == 1 else {"members": [a.config() for a in members]}),
         "features": features.to_dict(),
         "alphabet": alphabet.to_list(),
         "vocabulary": list(vocabulary) if vocabulary else None,
@@ -97,7 +115,7 @@ def read_model_file(path: str):
         meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
     except ValueError as exc:
         raise ModelError(f"{p}: unreadable metadata ({exc})") from None
-    if meta.get("format") != "speechlstm-model" or meta.get("version") != FORMAT_VERSION:
+    if meta.get("format") != "speechlstm-model" or meta.get("version") not in (FORMAT_VERSION, ENSEMBLE_FORMAT_VERSION):
         raise ModelError(f"{p}: unsupported model format {meta.get('format')!r} version {meta.get('version')!r}")
     params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
     stats = FeatureStats(arrays["stats/mean"], arrays["stats/std"]) if "stats/mean" in arrays else None
@@ -105,16 +123,21 @@ def read_model_file(path: str):
 
 
 class Model:
-    """A loaded recognizer: acoustic model + feature config + alphabet + vocabulary.
+    """A loaded recognizer: acoustic model(s) + feature config + alphabet + vocabulary.
 
     Use :func:`load_model` to get one.  ``transcribe``, ``classify``, ``spot`` and ``stream`` are defined in
-    :mod:`speechlstm.transcribe`.
+    :mod:`speechlstm.transcribe`.  An ensemble (several networks, see :func:`combine_models`) has
+    them all in ``members``; ``classify`` sums each candidate's log-likelihood over the members,
+    ``transcribe``/``spot``/``log_probs`` use the frame-wise mean of their posteriors.
     """
 
-    def __init__(self, acoustic: AcousticModel, features: FeatureConfig, alphabet: Alphabet, *,
-                 stats: Optional[FeatureStats] = None, vocabulary: Optional[List[str]] = None,
+    def __init__(self, acoustic: Union[AcousticModel, Sequence[AcousticModel]], features: FeatureConfig,
+                 alphabet: Alphabet, *, stats: Optional[FeatureStats] = None, vocabulary: Optional[List[str]] = None,
                  meta: Optional[dict] = None, path: Optional[str] = None, device: str = "cpu"):
-        self.acoustic = acoustic.eval()
+        members = [acoustic] if isinstance(acoustic, AcousticModel) else list(acoustic)
+        if not members:
+            raise ParameterError("a Model needs at least one network")
+        self.members = [a.eval() for a in members]
         self.features = features
         self.alphabet = alphabet
         self.stats = stats
@@ -124,31 +147,82 @@ class Model:
         self.device = device
 
     @property
+    def acoustic(self) -> AcousticModel:
+        """The network of a single-network model (an ensemble has several: see ``members``)."""
+        if len(self.members) != 1:
+            raise ParameterError(f"{self.name}: an ensemble of {len(self.members)} networks has no single "
+                                 "acoustic model; use .members")
+        return self.members[0]
+
+    @property
     def name(self) -> str:
         return self.meta.get("name") or (os.path.basename(self.path) if self.path else "model")
 
     @property
     def streaming(self) -> bool:
-        return not self.acoustic.lstm.bidirectional
+        return len(self.members) == 1 and not self.members[0].lstm.bidirectional
 
     def save(self, path: str, **extra) -> str:
         kw = dict(features=self.features, alphabet=self.alphabet, stats=self.stats, vocabulary=self.vocabulary,
                   training=self.meta.get("training"), metrics=self.meta.get("metrics"), name=self.meta.get("name", ""))
         kw.update(extra)
-        return save_model(path, self.acoustic, **kw)
+        return save_model(path, self.members, **kw)
 
     def info(self) -> dict:
-        """What is inside, JSON-ready."""
-        a = self.meta.get("architecture", self.acoustic.config())
+        """What is inside, JSON-ready (``architecture`` is the first network's; ``members`` lists
+        every network's)."""
+        archs = [a.config() for a in self.members]
         return {
-            "name": self.name, "path": self.path, "parameters": self.acoustic.num_parameters(),
-            "architecture": a, "features": self.features.to_dict(), "alphabet": "".join(self.alphabet.symbols),
-            "vocabulary": self.vocabulary, "streaming": self.streaming,
+            "name": self.name, "path": self.path, "parameters": sum(a.num_parameters() for a in self.members),
+            "architecture": archs[0], "members": archs, "features": self.features.to_dict(),
+            "alphabet": "".join(self.alphabet.symbols), "vocabulary": self.vocabulary, "streaming": self.streaming,
             "training": self.meta.get("training", {}), "metrics": self.meta.get("metrics", {}),
         }
 
     # defined in transcribe.py
     from .transcribe import transcribe, classify, spot, stream, log_probs  # noqa: E402,F401
+
+
+def combine_models(models: Sequence["Model"], *, name: str = "") -> Model:
+    """One model from several trained on the same front end: an ensemble.
+
+    Parameters
+    ----------
+    models : sequence of Model
+        at least two; every one with the same feature config, CMVN statistics, alphabet and
+        vocabulary (ensembles among them contribute all their networks).
+    name : str
+        the new model's name.
+
+    Returns
+    -------
+    Model
+        holding every network; its metrics are empty (evaluate it anew) and its ``training`` entry
+        lists the members' training summaries.  Save it with :meth:`Model.save`.
+    """
+    models = list(models)
+    if len(models) < 2:
+        raise ParameterError(f"an ensemble needs at least two models, got {len(models)}")
+    first = models[0]
+    for m in models[1:]:
+        if m.features.to_dict() != first.features.to_dict():
+            raise ParameterError(f"{m.name}: its feature config differs from {first.name}'s")
+        if m.alphabet.to_list() != first.alphabet.to_list():
+            raise ParameterError(f"{m.name}: its alphabet differs from {first.name}'s")
+        if (m.vocabulary or None) != (first.vocabulary or None):
+            raise ParameterError(f"{m.name}: its vocabulary differs from {first.name}'s")
+        same_stats = (m.stats is None and first.stats is None) or (
+            m.stats is not None and first.stats is not None and np.array_equal(m.stats.mean, first.stats.mean)
+            and np.array_equal(m.stats.std, first.stats.std))
+        if not same_stats:
+            raise ParameterError(f"{m.name}: its CMVN statistics differ from {first.name}'s")
+    devices = {m.device for m in models}
+    if len(devices) != 1:
+        raise ParameterError(f"the models are on different devices: {sorted(devices)}")
+    meta = {"name": name, "training": {"members": [{"name": m.name, "path": m.path, **m.meta.get("training", {})}
+                                                   for m in models]}, "metrics": {}}
+    return Model([a for m in models for a in m.members], first.features, first.alphabet, stats=first.stats,
+                 vocabulary=first.vocabulary, meta=meta, device=first.device)
 
 
 def available_models() -> List[str]:
@@ -185,23 +259,37 @@ def load_model(name_or_path: Optional[str] = None, *, device: str = "cpu") -> Mo
     path = _resolve(name_or_path)
     meta, params, stats = read_model_file(path)
     try:
-        arch = meta["architecture"]
-        acoustic = AcousticModel(arch["input_size"], arch["hidden_size"], arch["num_classes"],
-                                 num_layers=arch["num_layers"], bidirectional=arch["bidirectional"])
-        missing = sorted(set(acoustic.params) - set(params))
-        if missing:
-            raise ModelError(f"{path}: missing weights {missing[:3]}")
-        for k, v in acoustic.params.items():
-            if params[k].shape != v.shape:
-                raise ModelError(f"{path}: weight {k} has shape {params[k].shape}, expected {v.shape}")
-            v[...] = params[k]
+        if "members" in meta:
+            archs = meta["members"]
+            if not isinstance(archs, list) or len(archs) < 2:
+                raise ModelError(f"{path}: an ensemble file must list at least two members")
+            prefixes = [f"m{i}/" for i in range(len(archs))]
+        else:
+            archs, prefixes = [meta["architecture"]], [""]
+        members = [_build_network(path, arch, params, prefix) for arch, prefix in zip(archs, prefixes)]
         features = FeatureConfig.from_dict(meta["features"])
         alphabet = Alphabet.from_list(meta["alphabet"])
     except (KeyError, TypeError, ParameterError) as exc:
         raise ModelError(f"{path}: malformed model metadata ({exc})") from None
-    if arch["num_classes"] != len(alphabet):
-        raise ModelError(f"{path}: {arch['num_classes']} outputs but {len(alphabet)} alphabet labels")
-    if arch["input_size"] != features.dim:
-        raise ModelError(f"{path}: input size {arch['input_size']} != feature dim {features.dim}")
-    return Model(acoustic, features, alphabet, stats=stats, vocabulary=meta.get("vocabulary"), meta=meta,
+    for arch in archs:
+        if arch["num_classes"] != len(alphabet):
+            raise ModelError(f"{path}: {arch['num_classes']} outputs but {len(alphabet)} alphabet labels")
+        if arch["input_size"] != features.dim:
+            raise ModelError(f"{path}: input size {arch['input_size']} != feature dim {features.dim}")
+    return Model(members, features, alphabet, stats=stats, vocabulary=meta.get("vocabulary"), meta=meta,
                  path=path, device=dev)
+
+
+def _build_network(path: str, arch: dict, params: Dict[str, np.ndarray], prefix: str) -> AcousticModel:
+    """One network of a model file: architecture ``arch``, weights ``params[prefix + name]``."""
+    acoustic = AcousticModel(arch["input_size"], arch["hidden_size"], arch["num_classes"],
+                             num_layers=arch["num_layers"], bidirectional=arch["bidirectional"])
+    missing = sorted(prefix + k for k in acoustic.params if prefix + k not in params)
+    if missing:
+        raise ModelError(f"{path}: missing weights {missing[:3]}")
+    for k, v in acoustic.params.items():
+        w = params[prefix + k]
+        if w.shape != v.shape:
+            raise ModelError(f"{path}: weight {prefix + k} has shape {w.shape}, expected {v.shape}")
+        v[...] = w
+    return acoustic

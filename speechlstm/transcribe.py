@@ -23,7 +23,7 @@ SEGMENT_SECONDS = 30.0  # s, longest segment run through the LSTM at once
 SEGMENT_SEARCH_SECONDS = 10.0  # s, where (at the end of a segment) the quietest cut point is sought
 CUT_WINDOW_SECONDS = 0.1  # s, energy window for choosing the cut
 
-__all__ = ["transcribe", "classify", "spot", "stream", "log_probs", "iter_segments", "word_list"]
+__all__ = ["transcribe", "classify", "spot", "stream", "log_probs", "mix_log_probs", "iter_segments", "word_list"]
 
 
 def _cut_point(y: np.ndarray, sr: int) -> int:
@@ -60,24 +60,49 @@ def iter_segments(audio, sr: int) -> Iterator[Tuple[float, np.ndarray]]:
         yield offset / sr, buf
 
 
-def _segment_logp(self, y: np.ndarray) -> np.ndarray:
+def _member_logps(self, y: np.ndarray) -> np.ndarray:
+    """Every network's per-frame log-probabilities of one segment, ``[M, T, C]`` (M = 1 unless the
+    model is an ensemble; the members share the front end, so the features are computed once)."""
     x = extract_features(y, self.features, stats=self.stats)
     if self.device == "cuda":
         from .gpu_lstm import gpu_log_probs
 
-        return gpu_log_probs(self.acoustic, x[None])[0]
-    lp, _ = self.acoustic.log_probs(x[None])
-    return lp[0]
+        return np.stack([gpu_log_probs(a, x[None])[0] for a in self.members])
+    return np.stack([a.log_probs(x[None])[0][0] for a in self.members])
 
 
-def log_probs(self, audio) -> Tuple[np.ndarray, float]:
-    """Per-frame log-probabilities ``[T, C]`` of a whole recording and its duration (s)."""
+def mix_log_probs(lps: np.ndarray) -> np.ndarray:
+    """Frame-wise mixture of several networks' outputs: log of the mean posterior, ``[T, C]``.
+
+    Averaging probabilities (not log-probabilities) keeps a symbol likely wherever any member
+    spikes on it: members trained apart spike on different frames, and the mean in log space
+    (a product of their posteriors) punishes every such frame.
+    """
+    lps = np.asarray(lps)
+    if lps.shape[0] == 1:
+        return lps[0]
+    out = np.logaddexp.reduce(lps.astype(np.float64), axis=0) - np.log(lps.shape[0])
+    return out.astype(lps.dtype)
+
+
+def _segment_logp(self, y: np.ndarray) -> np.ndarray:
+    return mix_log_probs(_member_logps(self, y))
+
+
+def _all_member_logps(self, audio) -> Tuple[np.ndarray, float]:
     sr = self.features.sample_rate
     parts, dur = [], 0.0
     for off, y in iter_segments(audio, sr):
-        parts.append(_segment_logp(self, y))
+        parts.append(_member_logps(self, y))
         dur = off + y.size / sr
-    return np.concatenate(parts), dur
+    return np.concatenate(parts, axis=1), dur
+
+
+def log_probs(self, audio) -> Tuple[np.ndarray, float]:
+    """Per-frame log-probabilities ``[T, C]`` of a whole recording and its duration (s); for an
+    ensemble, the mixture of its networks' (:func:`mix_log_probs`)."""
+    lps, dur = _all_member_logps(self, audio)
+    return mix_log_probs(lps), dur
 
 
 def word_list(words):
@@ -140,7 +165,8 @@ def classify(self, audio, words=None, *, no_speech: bool = True) -> dict:
 
     Each candidate is scored by its CTC log-likelihood over the whole clip (every alignment summed,
     see :func:`~speechlstm.kws.classify_scores`), not by a pruned beam search, so the answer is
-    always one of the candidates.
+    always one of the candidates.  An ensemble scores a candidate by the sum of its networks'
+    log-likelihoods (each network aligns the text its own way).
 
     Parameters
     ----------
@@ -162,12 +188,12 @@ def classify(self, audio, words=None, *, no_speech: bool = True) -> dict:
         if not words:
             raise ParameterError("this model has no vocabulary: pass the candidate words")
     cands = list(word_list(words)) + ([NO_SPEECH] if no_speech else [])
-    lp, dur = log_probs(self, audio)
-    if lp.shape[0] == 0:
+    lp, dur = _all_member_logps(self, audio)
+    if lp.shape[1] == 0:
         raise ParameterError("the audio is too short to classify (no feature frames)")
     scores = classify_scores(lp, cands, self.alphabet)
     if not np.isfinite(scores[0]["log_likelihood"]):
-        raise ParameterError(f"the audio is too short for every candidate ({lp.shape[0]} feature frames)")
+        raise ParameterError(f"the audio is too short for every candidate ({lp.shape[1]} feature frames)")
     return {"label": scores[0]["text"], "probability": round(scores[0]["probability"], 4), "duration": round(dur, 3),
             "scores": [{"text": r["text"],  # None: the candidate needs more frames than the clip has
                         "log_likelihood": round(r["log_likelihood"], 4) if np.isfinite(r["log_likelihood"]) else None,
@@ -197,6 +223,9 @@ class Stream:
     ``finish()`` the final one (same shape as ``transcribe``'s)."""
 
     def __init__(self, model, *, beam_size: int = 16, words=None, hotwords=None, lm=None):
+        if len(model.members) > 1:
+            raise ParameterError(f"{model.name}: streaming needs a single network; this model is an ensemble of "
+                                 f"{len(model.members)}")
         if not model.streaming:
             raise ParameterError(f"{model.name}: streaming needs a unidirectional model; this one is bidirectional")
         if model.features.cmvn == "utterance":

@@ -233,6 +233,17 @@ def test_model_transcribe_on_cuda_equals_cpu(tmp_path):
     lp_g, _ = gpu.log_probs(y)
     np.testing.assert_allclose(lp_g, lp_c, atol=1e-4)
     assert gpu.transcribe(y, words=[])["text"] == cpu.transcribe(y, words=[])["text"]
+    # an ensemble runs each network on the device too
+    am2 = AcousticModel(fc.dim, 4, 29, num_layers=1, bidirectional=True, seed=1)
+    pair = save_model(str(tmp_path / "pair.npz"), [am, am2], features=fc, alphabet=Alphabet())
+    lp_c, _ = load_model(pair).log_probs(y)
+    lp_g, _ = load_model(pair, device="cuda").log_probs(y)
+    np.testing.assert_allclose(lp_g, lp_c, atol=1e-4)
+    r_c = load_model(pair).classify(y, words=["go", "no"])
+    r_g = load_model(pair, device="cuda").classify(y, words=["go", "no"])
+    assert r_g["label"] == r_c["label"]
+    for s_c, s_g in zip(r_c["scores"], r_g["scores"]):
+        assert s_g["text"] == s_c["text"] and s_g["log_likelihood"] == pytest.approx(s_c["log_likelihood"], abs=1e-2)
 
 
 @pytest.mark.requires_cuda

@@ -1,0 +1,145 @@
+"""Ensembles: several networks in one model file (combine_models, speechlstm combine)."""
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import speechlstm
+from speechlstm import ModelError, ParameterError
+from speechlstm.cli import main
+from speechlstm.kws import classify_scores
+from speechlstm.model import combine_models, load_model, read_model_file
+
+SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "audio_samples")
+
+
+def _perturbed(model, seed, scale=0.02):
+    """A copy of ``model`` with every weight moved by ``scale`` of its own spread: a second
+    network on the same front end, close enough to still recognise the samples."""
+    m = load_model(model.path)
+    rng = np.random.default_rng(seed)
+    for v in m.acoustic.params.values():
+        v += (scale * v.std() * rng.standard_normal(v.shape)).astype(v.dtype)
+    return m
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    a = speechlstm.load_model()
+    b = _perturbed(a, 1)
+    path = str(tmp_path_factory.mktemp("ens") / "pair.npz")
+    combine_models([a, b], name="pair").save(path)
+    return a, b, load_model(path)
+
+
+def test_ensemble_file_round_trip(pair, tmp_path):
+    a, b, e = pair
+    meta, params, _ = read_model_file(e.path)
+    assert meta["version"] == 2 and len(meta["members"]) == 2 and "architecture" not in meta
+    assert len(e.members) == 2 and e.name == "pair" and e.vocabulary == a.vocabulary
+    assert not np.array_equal(a.acoustic.params["fc.weight"], b.acoustic.params["fc.weight"])
+    for member, src in zip(e.members, (a, b)):
+        for k, v in src.acoustic.params.items():
+            assert np.array_equal(member.params[k], v), k
+    assert [t["name"] for t in e.meta["training"]["members"]] == ["commands", "commands"]
+    assert e.meta["metrics"] == {}  # an ensemble is evaluated anew
+    single = a.save(str(tmp_path / "single.npz"))
+    assert read_model_file(single)[0]["version"] == 1  # single networks keep the first format
+    info = e.info()
+    assert info["parameters"] == 2 * a.info()["parameters"] and len(info["members"]) == 2
+    # ensembles of ensembles flatten
+    assert len(combine_models([e, a]).members) == 3
+
+
+def test_ensemble_classify_sums_member_log_likelihoods(pair):
+    a, b, e = pair
+    wav = os.path.join(SAMPLES, "sc_backward.wav")
+    ra, rb, re_ = (m.classify(wav) for m in (a, b, e))
+    la = {s["text"]: s["log_likelihood"] for s in ra["scores"]}
+    lb = {s["text"]: s["log_likelihood"] for s in rb["scores"]}
+    for s in re_["scores"]:
+        if s["log_likelihood"] is not None:
+            assert s["log_likelihood"] == pytest.approx(la[s["text"]] + lb[s["text"]], abs=2e-3)
+    assert re_["label"] == "backward"
+    assert sum(s["probability"] for s in re_["scores"]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_classify_scores_sums_over_a_leading_member_axis():
+    from speechlstm.alphabet import Alphabet
+
+    alpha = Alphabet()
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((2, 20, len(alpha)))
+    lp = z - np.logaddexp.reduce(z, axis=2, keepdims=True)
+    cands = ["go", "no", "_silence_"]
+    one = {s["text"]: s["log_likelihood"] for s in classify_scores(lp[0], cands, alpha)}
+    two = {s["text"]: s["log_likelihood"] for s in classify_scores(lp[1], cands, alpha)}
+    both = {s["text"]: s["log_likelihood"] for s in classify_scores(lp, cands, alpha)}
+    for c in cands:
+        assert both[c] == pytest.approx(one[c] + two[c], rel=1e-12)
+    with pytest.raises(ParameterError, match=r"\[M, T, 29\]"):
+        classify_scores(lp[:, :, :5], cands, alpha)
+    with pytest.raises(ParameterError, match="got shape"):
+        classify_scores(lp[None], cands, alpha)
+
+
+def test_ensemble_log_probs_are_the_mean_posterior(pair):
+    a, b, e = pair
+    wav = os.path.join(SAMPLES, "go_left_stop.wav")
+    (la, da), (lb, _), (le, de) = (m.log_probs(wav) for m in (a, b, e))
+    assert de == da and le.shape == la.shape
+    np.testing.assert_allclose(np.exp(le), (np.exp(la) + np.exp(lb)) / 2, atol=1e-5)
+    np.testing.assert_allclose(np.exp(le).sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_ensemble_transcribes_and_spots(pair):
+    _, _, e = pair
+    with open(os.path.join(SAMPLES, "transcripts.tsv"), encoding="utf-8") as f:
+        rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+    for name, text in rows:
+        assert e.transcribe(os.path.join(SAMPLES, name))["text"] == text, name
+    hits = e.spot(os.path.join(SAMPLES, "go_left_stop.wav"), ["left", "stop"])
+    assert {h["keyword"] for h in hits} == {"left", "stop"}
+
+
+def test_ensemble_refusals(pair, tmp_path):
+    a, b, e = pair
+    with pytest.raises(ParameterError, match="no single acoustic model"):
+        e.acoustic
+    with pytest.raises(ParameterError, match="ensemble of 2"):
+        e.stream()
+    assert not e.streaming
+    with pytest.raises(ParameterError, match="at least two models"):
+        combine_models([a])
+    with pytest.raises(ParameterError, match="feature config differs"):
+        combine_models([a, speechlstm.load_model("commands-stream")])
+    c = _perturbed(a, 2)
+    c.vocabulary = ["yes", "no"]
+    with pytest.raises(ParameterError, match="vocabulary differs"):
+        combine_models([a, c])
+    # a byte flipped in the second network's weights is caught by the checksum
+    data = open(e.path, "rb").read()
+    i = data.index(b"param/m1/") + 400
+    bad = tmp_path / "tampered_pair.npz"
+    bad.write_bytes(data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:])
+    with pytest.raises(ModelError, match="tampered_pair.npz"):
+        load_model(str(bad))
+
+
+def test_cli_combine_and_info(pair, tmp_path):
+    a, _, e = pair
+    out = tmp_path / "trio.npz"
+    r = CliRunner().invoke(main, ["combine", e.path, a.path, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "3 networks" in r.output
+    r = CliRunner().invoke(main, ["info", str(out)])
+    assert r.exit_code == 0 and "ensemble of 3 networks (3 x 2 x LSTM(128, bidirectional)" in r.output
+    d = json.loads(CliRunner().invoke(main, ["info", str(out), "--json"]).output)
+    assert d["name"] == "trio" and len(d["members"]) == 3
+    r = CliRunner().invoke(main, ["combine", a.path, str(tmp_path / "missing.npz"), "--out", str(tmp_path / "x.npz")])
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "missing.npz: no such model file" in r.output
+    r = CliRunner().invoke(main, ["combine", a.path, "--out", str(tmp_path / "x.npz")])
+    assert r.exit_code == 1 and "at least two models" in r.output
+    assert not (tmp_path / "x.npz").exists()
