@@ -1,6 +1,6 @@
-"""End-to-end speed of the shipped model.
+"""End-to-end speed of the shipped model (or ``--model``).
 
-    python pipelines/bench_e2e.py
+    python pipelines/bench_e2e.py [--model NAME_OR_PATH]
 
 1. ``model.transcribe`` real-time factor on one core (numba threads = 1, BLAS 1 thread), median over
    the audio samples concatenated into a 60 s recording, after a first warm-up call;
@@ -24,7 +24,8 @@ import numpy as np
 
 @click.command()
 @click.option("--files", "n_files", default=200, show_default=True, help="Files for the spot benchmark.")
-def main(n_files):
+@click.option("--model", "model_name", default=None, help="Model name or .npz path (default: the shipped model).")
+def main(n_files, model_name):
     import numba
     import soundfile as sf
     from threadpoolctl import threadpool_limits
@@ -35,7 +36,9 @@ def main(n_files):
     wavs = sorted(glob.glob(os.path.join(here, "*.wav")))
     y = np.concatenate([load_audio(p) for p in wavs])
     y = np.concatenate([y] * int(np.ceil(60 * 16000 / y.size)))[: 60 * 16000]
-    model = load_model()
+    model = load_model(model_name)
+    print(f"model: {model.name} ({len(model.members)} network{'s' if len(model.members) > 1 else ''})")
+    model_arg = ["--model", model.path]
     numba.set_num_threads(1)
     with threadpool_limits(1):
         model.transcribe(y)
@@ -53,7 +56,7 @@ def main(n_files):
     walls = []
     for _ in range(3):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "speechlstm", "transcribe", three], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "speechlstm", "transcribe", three, *model_arg], check=True, capture_output=True)
         walls.append(time.perf_counter() - t0)
     print(f"speechlstm transcribe on a 3 s file: first {walls[0]:.2f} s, then {walls[1]:.2f} s, {walls[2]:.2f} s")
 
@@ -66,7 +69,7 @@ def main(n_files):
         out = os.path.join(tmp, f"spot{workers}.csv")
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "speechlstm", "spot", d, "--keywords", "yes,no,stop,go,left,right",
-                        "--out", out, "--workers", str(workers), "--quiet"], check=True, capture_output=True)
+                        "--out", out, "--workers", str(workers), "--quiet", *model_arg], check=True, capture_output=True)
         wall = time.perf_counter() - t0
         print(f"spot, {workers} worker(s), {n_files} files ({audio_h * 60:.2f} audio-min): {wall:.1f} s wall = "
               f"{audio_h / (wall / 60):.3f} audio-hours per minute (start-up included)")
