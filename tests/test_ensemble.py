@@ -10,26 +10,36 @@ import speechlstm
 from speechlstm import ModelError, ParameterError
 from speechlstm.cli import main
 from speechlstm.kws import classify_scores
-from speechlstm.model import combine_models, load_model, read_model_file
+from speechlstm.model import Model, combine_models, load_model, read_model_file
+from speechlstm.nn import AcousticModel
 
 SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "audio_samples")
 
 
-def _perturbed(model, seed, scale=0.02):
-    """A copy of ``model`` with every weight moved by ``scale`` of its own spread: a second
-    network on the same front end, close enough to still recognise the samples."""
-    m = load_model(model.path)
+def _network(model, name, seed=None, scale=0.02):
+    """A single-network model from the shipped one's first network, its weights moved by ``scale``
+    of their own spread when ``seed`` is given: a second network on the same front end, close
+    enough to still recognise the samples."""
+    src = model.members[0]
+    c = src.config()
+    net = AcousticModel(c["input_size"], c["hidden_size"], c["num_classes"], num_layers=c["num_layers"],
+                        bidirectional=c["bidirectional"])
     rng = np.random.default_rng(seed)
-    for v in m.acoustic.params.values():
-        v += (scale * v.std() * rng.standard_normal(v.shape)).astype(v.dtype)
-    return m
+    for k, v in net.params.items():
+        v[...] = src.params[k]
+        if seed is not None:
+            v += (scale * v.std() * rng.standard_normal(v.shape)).astype(v.dtype)
+    return Model(net, model.features, model.alphabet, stats=model.stats, vocabulary=model.vocabulary,
+                 meta={"name": name, "training": {"seed": seed}})
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    a = speechlstm.load_model()
-    b = _perturbed(a, 1)
-    path = str(tmp_path_factory.mktemp("ens") / "pair.npz")
+    d = tmp_path_factory.mktemp("ens")
+    shipped = speechlstm.load_model()
+    a = load_model(_network(shipped, "a").save(str(d / "a.npz")))
+    b = load_model(_network(shipped, "b", seed=1).save(str(d / "b.npz")))
+    path = str(d / "pair.npz")
     combine_models([a, b], name="pair").save(path)
     return a, b, load_model(path)
 
@@ -43,7 +53,7 @@ def test_ensemble_file_round_trip(pair, tmp_path):
     for member, src in zip(e.members, (a, b)):
         for k, v in src.acoustic.params.items():
             assert np.array_equal(member.params[k], v), k
-    assert [t["name"] for t in e.meta["training"]["members"]] == ["commands", "commands"]
+    assert [(t["name"], t["seed"]) for t in e.meta["training"]["members"]] == [("a", None), ("b", 1)]
     assert e.meta["metrics"] == {}  # an ensemble is evaluated anew
     single = a.save(str(tmp_path / "single.npz"))
     assert read_model_file(single)[0]["version"] == 1  # single networks keep the first format
@@ -115,7 +125,7 @@ def test_ensemble_refusals(pair, tmp_path):
         combine_models([a])
     with pytest.raises(ParameterError, match="feature config differs"):
         combine_models([a, speechlstm.load_model("commands-stream")])
-    c = _perturbed(a, 2)
+    c = _network(a, "c", seed=2)
     c.vocabulary = ["yes", "no"]
     with pytest.raises(ParameterError, match="vocabulary differs"):
         combine_models([a, c])
