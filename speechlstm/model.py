@@ -87,6 +87,9 @@ def save_model(path: str, acoustic: Union[AcousticModel, Sequence[AcousticModel]
     }
     arrays["meta"] = _to_bytes_array(json.dumps(meta, sort_keys=True))
     arrays["sha256"] = _to_bytes_array(_digest(arrays))
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(folder):
+        raise ParameterError(f"{path}: cannot write the model file, folder {folder} does not exist")
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
         np.savez(f, **arrays)
@@ -216,6 +219,13 @@ def combine_models(models: Sequence["Model"], *, name: str = "") -> Model:
             and np.array_equal(m.stats.std, first.stats.std))
         if not same_stats:
             raise ParameterError(f"{m.name}: its CMVN statistics differ from {first.name}'s")
+    seen = {}
+    for i, a in enumerate(a for m in models for a in m.members):
+        key = _digest({k: np.asarray(v) for k, v in a.params.items()})
+        if key in seen:
+            raise ParameterError(f"networks {seen[key] + 1} and {i + 1} are identical: an ensemble of copies "
+                                 "costs more and scores the same")
+        seen[key] = i
     devices = {m.device for m in models}
     if len(devices) != 1:
         raise ParameterError(f"the models are on different devices: {sorted(devices)}")

@@ -60,7 +60,7 @@ def test_ensemble_file_round_trip(pair, tmp_path):
     info = e.info()
     assert info["parameters"] == 2 * a.info()["parameters"] and len(info["members"]) == 2
     # ensembles of ensembles flatten
-    assert len(combine_models([e, a]).members) == 3
+    assert len(combine_models([e, _network(a, "c", seed=3)]).members) == 3
 
 
 def test_ensemble_classify_sums_member_log_likelihoods(pair):
@@ -123,6 +123,10 @@ def test_ensemble_refusals(pair, tmp_path):
     assert not e.streaming
     with pytest.raises(ParameterError, match="at least two models"):
         combine_models([a])
+    with pytest.raises(ParameterError, match="networks 1 and 3 are identical"):
+        combine_models([a, b, a])
+    with pytest.raises(ParameterError, match="folder .* does not exist"):
+        e.save(str(tmp_path / "no" / "such" / "pair.npz"))
     with pytest.raises(ParameterError, match="feature config differs"):
         combine_models([a, speechlstm.load_model("commands-stream")])
     c = _network(a, "c", seed=2)
@@ -141,7 +145,8 @@ def test_ensemble_refusals(pair, tmp_path):
 def test_cli_combine_and_info(pair, tmp_path):
     a, _, e = pair
     out = tmp_path / "trio.npz"
-    r = CliRunner().invoke(main, ["combine", e.path, a.path, "--out", str(out)])
+    c = _network(a, "c", seed=3).save(str(tmp_path / "c.npz"))
+    r = CliRunner().invoke(main, ["combine", e.path, c, "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "3 networks" in r.output
     r = CliRunner().invoke(main, ["info", str(out)])
