@@ -21,20 +21,35 @@ def model():
     return speechlstm.load_model()
 
 
-def known_errors():
-    """The shipped model's documented mistakes on the samples (audio_samples/README.md): file -> its output."""
+def known_errors(model_name):
+    """A shipped model's documented mistakes on the samples (audio_samples/README.md): file -> its output."""
     with open(os.path.join(SAMPLES, "shipped_model_errors.tsv"), encoding="utf-8") as f:
-        return dict(line.rstrip("\n").split("\t") for line in f if line.strip())
+        rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+    return {name: out for model, name, out in rows if model == model_name}
 
 
+@pytest.fixture(scope="module")
+def ensemble():
+    return speechlstm.load_model("commands-ensemble")
+
+
+@pytest.mark.parametrize("which", ["commands", "commands-ensemble"])
 @pytest.mark.parametrize("name,text", expected())
-def test_audio_samples(model, name, text):
-    res = model.transcribe(os.path.join(SAMPLES, name))
-    mistakes = known_errors()
+def test_audio_samples(model, ensemble, which, name, text):
+    m = model if which == "commands" else ensemble
+    assert m.name == which
+    res = m.transcribe(os.path.join(SAMPLES, name))
+    mistakes = known_errors(which)
     if name in mistakes:  # still exactly the documented mistake: any change shows here
         assert res["text"] == mistakes[name] != text
     else:
         assert res["text"] == text
+
+
+def test_shipped_ensemble_holds_three_networks(model, ensemble):
+    assert len(ensemble.members) == 3 and len(model.members) == 1
+    assert ensemble.vocabulary == model.vocabulary and ensemble.features.to_dict() == model.features.to_dict()
+    assert ensemble.classify(os.path.join(SAMPLES, "sc_left.wav"))["label"] == "left"
 
 
 def test_result_shape_is_json_ready(model):
