@@ -183,7 +183,7 @@ class Model:
         }
 
     # defined in transcribe.py
-    from .transcribe import transcribe, classify, spot, stream, log_probs  # noqa: E402,F401
+    from .transcribe import transcribe, classify, spot, stream, log_probs, member_log_probs  # noqa: E402,F401
 
 
 def combine_models(models: Sequence["Model"], *, name: str = "") -> Model:

@@ -23,7 +23,7 @@ SEGMENT_SECONDS = 30.0  # s, longest segment run through the LSTM at once
 SEGMENT_SEARCH_SECONDS = 10.0  # s, where (at the end of a segment) the quietest cut point is sought
 CUT_WINDOW_SECONDS = 0.1  # s, energy window for choosing the cut
 
-__all__ = ["transcribe", "classify", "spot", "stream", "log_probs", "mix_log_probs", "iter_segments", "word_list"]
+__all__ = ["transcribe", "classify", "spot", "stream", "log_probs", "member_log_probs", "mix_log_probs", "iter_segments", "word_list"]
 
 
 def _cut_point(y: np.ndarray, sr: int) -> int:
@@ -89,7 +89,9 @@ def _segment_logp(self, y: np.ndarray) -> np.ndarray:
     return mix_log_probs(_member_logps(self, y))
 
 
-def _all_member_logps(self, audio) -> Tuple[np.ndarray, float]:
+def member_log_probs(self, audio) -> Tuple[np.ndarray, float]:
+    """Every network's per-frame log-probabilities ``[M, T, C]`` of a whole recording (M = 1 unless
+    the model is an ensemble; the audio is read and its features computed once) and its duration (s)."""
     sr = self.features.sample_rate
     parts, dur = [], 0.0
     for off, y in iter_segments(audio, sr):
@@ -101,7 +103,7 @@ def _all_member_logps(self, audio) -> Tuple[np.ndarray, float]:
 def log_probs(self, audio) -> Tuple[np.ndarray, float]:
     """Per-frame log-probabilities ``[T, C]`` of a whole recording and its duration (s); for an
     ensemble, the mixture of its networks' (:func:`mix_log_probs`)."""
-    lps, dur = _all_member_logps(self, audio)
+    lps, dur = member_log_probs(self, audio)
     return mix_log_probs(lps), dur
 
 
@@ -188,7 +190,7 @@ def classify(self, audio, words=None, *, no_speech: bool = True) -> dict:
         if not words:
             raise ParameterError("this model has no vocabulary: pass the candidate words")
     cands = list(word_list(words)) + ([NO_SPEECH] if no_speech else [])
-    lp, dur = _all_member_logps(self, audio)
+    lp, dur = member_log_probs(self, audio)
     if lp.shape[1] == 0:
         raise ParameterError("the audio is too short to classify (no feature frames)")
     scores = classify_scores(lp, cands, self.alphabet)

@@ -102,6 +102,10 @@ def test_ensemble_log_probs_are_the_mean_posterior(pair):
     assert de == da and le.shape == la.shape
     np.testing.assert_allclose(np.exp(le), (np.exp(la) + np.exp(lb)) / 2, atol=1e-5)
     np.testing.assert_allclose(np.exp(le).sum(axis=1), 1.0, atol=1e-4)
+    lps, dm = e.member_log_probs(wav)  # each network's, from one read of the audio
+    assert dm == de and lps.shape == (2, *la.shape)
+    np.testing.assert_allclose(lps[0], la, atol=1e-6)
+    np.testing.assert_allclose(lps[1], lb, atol=1e-6)
 
 
 def test_ensemble_transcribes_and_spots(pair):
