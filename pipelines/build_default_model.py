@@ -139,6 +139,11 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
               help="Decay of the weights' moving average used for selection and export (e.g. 0.999; 0: off).")
 @click.option("--dropout", default=0.0, show_default=True,
               help="Dropout on each LSTM layer's output in training (0: off).")
+@click.option("--teacher", default="",
+              help="A model (path or shipped name, e.g. commands-ensemble) whose frame posteriors each network "
+                   "learns beside the CTC loss (knowledge distillation; same front end and alphabet).")
+@click.option("--distill-weight", type=click.FloatRange(0, 100), default=1.0, show_default=True,
+              help="Weight of the distillation term (with --teacher).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--seeds", default="",
               help="Comma-separated seeds (overrides --seed): one network per seed, each trained like a single "
@@ -149,7 +154,8 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
 def main(data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies, sc_copies, sc_other_copies, fmax, p_telephone, p_trim, trim_max, p_hum,
-         p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, seed, seeds, run_name, workers, export_name):
+         p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, teacher, distill_weight, seed, seeds, run_name, workers,
+         export_name):
     t_start = time.time()
     os.makedirs(work, exist_ok=True)
     try:
@@ -163,7 +169,8 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
                 unidirectional=unidirectional, singles=singles, sequences=sequences, copies=copies,
                 sc_copies=sc_copies, sc_other_copies=sc_other_copies, fmax=fmax, p_telephone=p_telephone,
                 p_trim=p_trim, trim_max=trim_max, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, dev_mode=dev_mode,
-                arctic=arctic, ema=ema, dropout=dropout, workers=workers)
+                arctic=arctic, ema=ema, dropout=dropout, teacher=teacher, distill_weight=distill_weight,
+                workers=workers)
     if len(seed_list) == 1:
         m, run_dir = build_network(seed=seed_list[0], run_dir=os.path.join(work, run_name), **opts)
         model_path = os.path.join(run_dir, "model.npz")
@@ -198,7 +205,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
 
 def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies,
                   sc_copies, sc_other_copies, fmax, p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, dev_mode,
-                  arctic, ema, dropout, seed, run_dir, workers):
+                  arctic, ema, dropout, teacher, distill_weight, seed, run_dir, workers):
     """Stages 1-3 for one seed: synthesis, manifests, training into ``run_dir`` (resumed if it has
     a checkpoint).  Returns (manifest paths, run_dir)."""
     from speechlstm.train import TrainConfig, Trainer
@@ -257,6 +264,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
                       features={"cmvn": "global" if unidirectional else "utterance", "fmax": fmax},
                       augment=augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max),
                       vocabulary=list(SPEECH_COMMANDS_WORDS), patience=patience, ema=ema, dropout=dropout,
+                      teacher=teacher, distill_weight=distill_weight,
                       name="commands-stream" if unidirectional else "commands")
     Trainer(cfg).run(resume=True)
     return m, run_dir

@@ -15,7 +15,8 @@ from .errors import ParameterError, check_int, check_real
 from .linalg import matmul, matmul_tn
 
 __all__ = [
-    "LSTM", "Dense", "log_softmax", "log_softmax_backward", "softmax_cross_entropy", "AcousticModel",
+    "LSTM", "Dense", "log_softmax", "log_softmax_backward", "softmax_cross_entropy", "frame_distillation_loss",
+    "AcousticModel",
     "Adam", "clip_grad_norm", "SequenceClassifier",
 ]
 
@@ -292,6 +293,42 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> Tuple[float
         target[...] = labels
     loss = float(-(target * lp).sum() / n)
     grad = (np.exp(lp) * target.sum(axis=1, keepdims=True) - target) / n
+    return loss, grad.astype(logits.dtype)
+
+
+def frame_distillation_loss(logits: np.ndarray, teacher_probs: np.ndarray, lengths: np.ndarray):
+    """Frame-wise knowledge distillation: per utterance, the sum over its frames of
+    KL(teacher ‖ student) = Σ_c p_T · (log p_T − log softmax(logits)), and its gradient.
+
+    Parameters
+    ----------
+    logits : np.ndarray [shape=(B, T, C)], float
+        the student's unnormalised scores.
+    teacher_probs : np.ndarray [shape=(B, T, C)], float
+        the teacher's per-frame posteriors (rows sum to 1 on valid frames; any values past
+        ``lengths``, which are ignored).
+    lengths : np.ndarray [shape=(B,)], int in [0, T]
+
+    Returns
+    -------
+    loss : np.ndarray [shape=(B,)], float64
+    grad : np.ndarray [shape=(B, T, C)], dtype of ``logits``
+        gradient of ``loss.sum()`` w.r.t. the logits: softmax(logits) − p_T on valid frames, 0 past
+        ``lengths``.
+    """
+    logits = np.asarray(logits)
+    p_t = np.asarray(teacher_probs, np.float64)
+    if logits.ndim != 3 or p_t.shape != logits.shape:
+        raise ParameterError(f"logits {logits.shape} and teacher_probs {p_t.shape} must be equal [B, T, C] shapes")
+    lengths = np.asarray(lengths)
+    if lengths.shape != (logits.shape[0],) or np.any(lengths < 0) or np.any(lengths > logits.shape[1]):
+        raise ParameterError(f"lengths must be {logits.shape[0]} values in [0, {logits.shape[1]}], got {lengths!r}")
+    valid = (np.arange(logits.shape[1])[None, :] < lengths[:, None])[:, :, None]
+    lp = log_softmax(logits.astype(np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(p_t > 0, p_t * np.log(np.where(p_t > 0, p_t, 1.0)), 0.0)
+    loss = np.where(valid, plogp - p_t * lp, 0.0).sum(axis=(1, 2))
+    grad = np.where(valid, np.exp(lp) * p_t.sum(axis=2, keepdims=True) - p_t, 0.0)
     return loss, grad.astype(logits.dtype)
 
 

@@ -29,7 +29,7 @@ from .errors import DataError, ParameterError, check_real, is_int
 from .features import FeatureConfig, base_features, compute_stats, normalize_and_stack
 from .metrics import wer
 from .model import save_model
-from .nn import AcousticModel, Adam, _check_dropout, clip_grad_norm, log_softmax
+from .nn import AcousticModel, Adam, _check_dropout, clip_grad_norm, frame_distillation_loss, log_softmax
 
 __all__ = ["TrainConfig", "Trainer", "load_config", "FeatureCache"]
 
@@ -62,6 +62,9 @@ class TrainConfig:
     dropout: float = 0.0  # in training, drop each LSTM layer's output with this probability (0: off)
     patience: int = 5  # epochs without dev improvement before stopping
     spec_augment: bool = True
+    teacher: str = ""  # a model (path or shipped name, an ensemble too) whose frame posteriors the network learns
+    # to match beside the CTC loss (knowledge distillation; "": off); same features and alphabet
+    distill_weight: float = 1.0  # weight of that term: loss = CTC + distill_weight * Σ_frames KL(teacher ‖ network)
     seed: int = 0
     workers: int = 2  # processes computing features
     device: str = "cpu"  # "cpu", "cuda" (numba.cuda LSTM forward and backward) or "auto"
@@ -72,6 +75,9 @@ class TrainConfig:
     def __post_init__(self):  # on every construction (config file, code, tune's replace), before any work
         check_real("ema", self.ema, 0.0, 1.0, high_open=True)
         _check_dropout(self.dropout)
+        if not isinstance(self.teacher, str):
+            raise ParameterError(f"teacher must be a model path or name, got {self.teacher!r}")
+        check_real("distill_weight", self.distill_weight, 0.0, 100.0)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -124,6 +130,8 @@ def load_config(path: str) -> TrainConfig:
 
     cfg.train, cfg.dev, cfg.noise = [rel(p) for p in cfg.train], [rel(p) for p in cfg.dev], [rel(p) for p in cfg.noise]
     cfg.out_dir = rel(cfg.out_dir)
+    if cfg.teacher and os.path.exists(rel(cfg.teacher)):  # a path beside the config; else a shipped name
+        cfg.teacher = rel(cfg.teacher)
     if cfg.cache_dir:
         cfg.cache_dir = rel(cfg.cache_dir)
     return cfg
@@ -281,6 +289,7 @@ class Trainer:
         for r in train_rows + dev_rows:
             self.alphabet.encode(r["text"], normalize=False)  # fails early on stray characters
         base_train, self.train_texts, _ = self.cache.get(train_rows, self.cfg.augment_copies)
+        self.teacher_probs = self._teacher_posteriors(base_train, train_rows) if self.cfg.teacher else None
         base_dev, self.dev_texts, _ = self.cache.get(dev_rows, 0) if dev_rows else ([], [], [])
         self.stats = compute_stats(base_train) if self.fcfg.cmvn == "global" else None
         self.train_x = [normalize_and_stack(b, self.fcfg, stats=self.stats) for b in base_train]
@@ -289,6 +298,56 @@ class Trainer:
         self.dev_y = [self.alphabet.encode(t, normalize=False) for t in self.dev_texts]
         self.prepare_seconds = time.time() - t0
         self.train_audio_seconds = sum(x.shape[0] for x in self.train_x) * float(self.fcfg.frame_period)
+
+    def _load_teacher(self):
+        """The teacher model and the SHA-256 of its file; refuses one whose front end or alphabet
+        differs from this run's (its frames must line up with the network's, label for label)."""
+        from .model import load_model
+
+        teacher = load_model(self.cfg.teacher)
+        mine, theirs = self.fcfg.to_dict(), teacher.features.to_dict()
+        mine.pop("cmvn"), theirs.pop("cmvn")  # the teacher normalises its features its own way
+        if mine != theirs:
+            diff = sorted(k for k in mine if mine[k] != theirs.get(k))
+            raise ParameterError(f"teacher {teacher.path}: its feature settings differ from this run's in {diff}")
+        if teacher.alphabet != self.alphabet:
+            raise ParameterError(f"teacher {teacher.path}: its alphabet {teacher.alphabet!r} differs from this "
+                                 f"run's {self.alphabet!r}")
+        h = hashlib.sha256()
+        with open(teacher.path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return teacher, h.hexdigest()
+
+    def _teacher_posteriors(self, base_train, train_rows) -> List[np.ndarray]:
+        """The teacher's frame posteriors of every training utterance (its ensemble's mixture), on
+        the features before SpecAugment, as float16; cached on disk beside the features."""
+        from tqdm import tqdm
+
+        from .transcribe import mix_log_probs
+
+        teacher, self.teacher_sha = self._load_teacher()
+        key = hashlib.sha256(f"{self.teacher_sha}|{self.cache._key(train_rows, self.cfg.augment_copies)}".encode())
+        path = os.path.join(self.cache.dir, f"teacher-{key.hexdigest()[:20]}.npz")
+        if os.path.exists(path):
+            with np.load(path, allow_pickle=False) as z:
+                P, offs = z["P"], z["offsets"]
+            return [P[offs[i]:offs[i + 1]] for i in range(len(offs) - 1)]
+        xs = [normalize_and_stack(b, teacher.features, stats=teacher.stats) for b in base_train]
+        out: List[Optional[np.ndarray]] = [None] * len(xs)
+        order = np.argsort([x.shape[0] for x in xs], kind="stable")
+        bs = 64
+        for s in tqdm(range(0, len(xs), bs), desc="teacher", unit="batch", disable=not self.cfg.progress):
+            idx = order[s:s + bs]
+            X, _, il, _ = self._pad([xs[i] for i in idx], [np.zeros(1, np.int64)] * len(idx))
+            lps = np.stack([a.log_probs(X, il)[0] for a in teacher.members], axis=1)  # [B, M, T, C]
+            for j, i in enumerate(idx):
+                out[i] = np.exp(mix_log_probs(lps[j, :, : il[j]])).astype(np.float16)
+        offs = np.cumsum([0] + [p.shape[0] for p in out])
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, P=np.concatenate(out), offsets=offs)
+        os.replace(tmp, path)
+        return out
 
     def _batches(self, n_items: int, lengths: np.ndarray, epoch: int) -> List[np.ndarray]:
         rng = np.random.default_rng([self.cfg.seed, epoch])
@@ -372,7 +431,7 @@ class Trainer:
             model.dropout_rng = np.random.default_rng([c.seed, epoch, 2])  # per epoch: resume stays exact
             batches = self._batches(len(self.train_x), lengths, epoch)
             t0, cpu0 = time.time(), time.process_time()
-            frames, tot_loss, n_utt = 0, 0.0, 0
+            frames, tot_loss, n_utt, tot_kd = 0, 0.0, 0, 0.0
             bar = tqdm(batches, desc=f"epoch {epoch + 1}/{c.epochs}", unit="batch", disable=not c.progress)
             for bidx in bar:
                 xs = [self.train_x[i] for i in bidx]
@@ -384,6 +443,13 @@ class Trainer:
                 loss, grad = ctc_loss(logits, Y, il, tl)
                 finite = np.isfinite(loss)
                 B = len(bidx)
+                if self.teacher_probs is not None:
+                    P = np.zeros(logits.shape, np.float32)
+                    for j, i in enumerate(bidx):
+                        P[j, : il[j]] = self.teacher_probs[i]
+                    kd, kd_grad = frame_distillation_loss(logits, P, il)
+                    grad += c.distill_weight * kd_grad
+                    tot_kd += float(kd.sum())
                 model.backward(grad / B, input_grad=False)
                 clip_grad_norm(model.grads, c.clip)
                 opt.step(model.grads, lr=self._lr(state["step"], epoch))
@@ -406,6 +472,8 @@ class Trainer:
             rec = {"epoch": epoch + 1, "step": state["step"], "train_loss": tot_loss / max(n_utt, 1),
                    "lr": self._lr(state["step"], epoch), "seconds": time.time() - t0,
                    "frames_per_second": frames / (time.time() - t0)}
+            if self.teacher_probs is not None:
+                rec["train_distill"] = tot_kd / max(len(self.train_x), 1)
             rec.update({f"dev_{k}": v for k, v in dev.items()})
             state["history"].append(rec)
             with open(self.log_path, "a") as f:
@@ -434,6 +502,10 @@ class Trainer:
         for k in ("ema", "dropout"):  # runs without them keep the fingerprint they had before the options existed
             if not d.get(k):
                 d.pop(k, None)
+        if d.pop("teacher", ""):  # the teacher's contents count, not where it lies
+            d["teacher_sha256"] = self.teacher_sha
+        else:
+            d.pop("distill_weight", None)
         h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
         h.update(str(len(self.train_x)).encode())
         h.update(str(sum(x.shape[0] for x in self.train_x)).encode())

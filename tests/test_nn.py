@@ -3,7 +3,9 @@ import pytest
 
 import naive
 from speechlstm import ParameterError
-from speechlstm.nn import Adam, Dense, SequenceClassifier, log_softmax, log_softmax_backward, softmax_cross_entropy
+from speechlstm import ParameterError
+from speechlstm.nn import (Adam, Dense, SequenceClassifier, frame_distillation_loss, log_softmax, log_softmax_backward,
+                           softmax_cross_entropy)
 
 
 def test_dense_matches_naive():
@@ -49,6 +51,39 @@ def test_cross_entropy_matches_naive():
     loss2, g2 = softmax_cross_entropy(z, np.eye(4)[lab])
     assert loss2 == pytest.approx(rl)
     np.testing.assert_allclose(g2, rg, atol=1e-12)
+
+
+def test_frame_distillation_loss_matches_naive_and_finite_differences():
+    rng = np.random.default_rng(5)
+    B, T, C = 3, 6, 5
+    z = 2.0 * rng.standard_normal((B, T, C))
+    p = rng.dirichlet(np.full(C, 0.5), size=(B, T))
+    p[0, 2] = [0.0, 1.0, 0.0, 0.0, 0.0]  # a one-hot frame: 0 · log 0 counts as 0
+    lengths = np.array([6, 4, 0])
+    p_pad = p.copy()
+    p_pad[1, 4:] = 7.0  # rubbish past the lengths must not matter
+    loss, g = frame_distillation_loss(z, p_pad, lengths)
+    np.testing.assert_allclose(loss, naive.frame_kl(z, p, lengths), rtol=1e-12, atol=1e-12)
+    assert loss[2] == 0.0 and np.all(g[1, 4:] == 0) and np.all(g[2] == 0) and np.all(loss[:2] > 0)
+    num = np.zeros_like(z)
+    eps = 1e-6
+    for idx in np.ndindex(z.shape):
+        zp, zm = z.copy(), z.copy()
+        zp[idx] += eps
+        zm[idx] -= eps
+        num[idx] = (naive.frame_kl(zp, p, lengths).sum() - naive.frame_kl(zm, p, lengths).sum()) / (2 * eps)
+    np.testing.assert_allclose(g, num, atol=1e-7)
+    # the student equal to the teacher: zero loss, zero gradient
+    q = rng.dirichlet(np.ones(C), size=(B, T))
+    l0, g0 = frame_distillation_loss(np.log(q), q, np.array([6, 6, 6]))
+    np.testing.assert_allclose(l0, 0.0, atol=1e-12)
+    np.testing.assert_allclose(g0, 0.0, atol=1e-12)
+    l32, g32 = frame_distillation_loss(z.astype(np.float32), p, lengths)
+    assert g32.dtype == np.float32 and l32.dtype == np.float64
+    with pytest.raises(ParameterError, match="shapes"):
+        frame_distillation_loss(z, p[:, :, :4], lengths)
+    with pytest.raises(ParameterError, match="lengths"):
+        frame_distillation_loss(z, p, np.array([7, 1, 1]))
 
 
 def _toy_task(rng, n):

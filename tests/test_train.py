@@ -165,6 +165,60 @@ def test_resume_refuses_another_config(tiny_corpus, tmp_path):
         Trainer(_cfg(d, train, dev, tmp_path / "r", epochs=2, hidden_size=12)).run(resume=True)
 
 
+def _mean_kl(student, teacher, paths):
+    """Mean per-frame KL(teacher ‖ student) of two models' posteriors over some files."""
+    kl, n = 0.0, 0
+    for p in paths:
+        lt, _ = teacher.log_probs(p)
+        ls, _ = student.log_probs(p)
+        kl += float((np.exp(lt) * (lt - ls)).sum())
+        n += lt.shape[0]
+    return kl / n
+
+
+def test_distillation_pulls_the_network_towards_its_teacher(tiny_corpus, tmp_path):
+    """teacher=MODEL: the network learns the teacher's frame posteriors beside CTC. Against the same
+    run without a teacher, its posteriors end closer to the teacher's; the term is logged, its
+    posteriors are cached, the resumed run stays bit-identical, and another teacher is refused on
+    resume."""
+    d, train, dev = tiny_corpus
+    Trainer(_cfg(d, train, dev, tmp_path / "teacher", epochs=6, hidden_size=24, seed=7)).run()
+    teacher_path = str(tmp_path / "teacher" / "model.npz")
+    plain = Trainer(_cfg(d, train, dev, tmp_path / "plain", epochs=3, lr=1e-2))
+    plain.run()
+    kd_cfg = dict(epochs=3, teacher=teacher_path, distill_weight=10.0, lr=1e-2)
+    state = Trainer(_cfg(d, train, dev, tmp_path / "kd", **kd_cfg)).run()
+    hist = state["history"]
+    assert all("train_distill" in h for h in hist) and hist[-1]["train_distill"] < hist[0]["train_distill"]
+    teacher = load_model(teacher_path)
+    paths = [json.loads(l)["path"] for l in open(train)][:12]
+    kl_plain = _mean_kl(load_model(str(tmp_path / "plain" / "model.npz")), teacher, paths)
+    kl_kd = _mean_kl(load_model(str(tmp_path / "kd" / "model.npz")), teacher, paths)
+    assert kl_kd < 0.7 * kl_plain, (kl_kd, kl_plain)
+    assert any(f.startswith("teacher-") for f in os.listdir(d / "cache"))
+    # exact resume with the cached posteriors
+    Trainer(_cfg(d, train, dev, tmp_path / "kd2", **dict(kd_cfg, epochs=1))).run()
+    Trainer(_cfg(d, train, dev, tmp_path / "kd2", **kd_cfg)).run(resume=True)
+    with np.load(tmp_path / "kd" / "checkpoint.npz") as za, np.load(tmp_path / "kd2" / "checkpoint.npz") as zb:
+        for k in za.files:
+            if k != "state":
+                assert np.array_equal(za[k], zb[k]), k
+    with pytest.raises(DataError, match="another configuration"):  # the teacher is part of the run
+        Trainer(_cfg(d, train, dev, tmp_path / "kd2", **dict(kd_cfg, epochs=4,
+                                                             teacher=str(tmp_path / "plain" / "model.npz")))).run(resume=True)
+
+
+def test_distillation_refuses_a_teacher_that_does_not_fit(tiny_corpus, tmp_path):
+    d, train, dev = tiny_corpus
+    Trainer(_cfg(d, train, dev, tmp_path / "t13", epochs=1, features={"n_mfcc": 12})).run()
+    with pytest.raises(ParameterError, match=r"feature settings differ from this run's in \['n_mfcc'\]"):
+        Trainer(_cfg(d, train, dev, tmp_path / "s", epochs=1, teacher=str(tmp_path / "t13" / "model.npz"))).run()
+    with pytest.raises(ModelError, match="no such model"):
+        Trainer(_cfg(d, train, dev, tmp_path / "s2", epochs=1, teacher="not-a-model")).run()
+    with pytest.raises(ParameterError, match="distill_weight"):
+        _cfg(d, train, dev, tmp_path / "s3", teacher="commands", distill_weight=-1.0)
+
+
 def test_ema_weights_are_evaluated_exported_and_resumed(tiny_corpus, tmp_path):
     """ema=0.9: the checkpoint keeps the running average beside the raw weights, the exported model
     holds the average (not the raw weights), and a resumed run is still bit-identical."""
