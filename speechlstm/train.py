@@ -25,7 +25,7 @@ from .ctc import ctc_loss
 from .data import read_any
 from .decoding import greedy_decode
 from .device import check_device_name
-from .errors import DataError, ParameterError, check_real, is_int
+from .errors import DataError, ModelError, ParameterError, check_real, is_int
 from .features import FeatureConfig, base_features, compute_stats, normalize_and_stack
 from .metrics import wer
 from .model import save_model
@@ -284,12 +284,13 @@ class Trainer:
 
     def prepare(self):
         t0 = time.time()
+        teacher = self._load_teacher() if self.cfg.teacher else None  # a bad teacher fails before any work
         train_rows = self._rows(self.cfg.train)
         dev_rows = self._rows(self.cfg.dev) if self.cfg.dev else []
         for r in train_rows + dev_rows:
             self.alphabet.encode(r["text"], normalize=False)  # fails early on stray characters
         base_train, self.train_texts, _ = self.cache.get(train_rows, self.cfg.augment_copies)
-        self.teacher_probs = self._teacher_posteriors(base_train, train_rows) if self.cfg.teacher else None
+        self.teacher_probs = self._teacher_posteriors(teacher, base_train, train_rows) if teacher else None
         base_dev, self.dev_texts, _ = self.cache.get(dev_rows, 0) if dev_rows else ([], [], [])
         self.stats = compute_stats(base_train) if self.fcfg.cmvn == "global" else None
         self.train_x = [normalize_and_stack(b, self.fcfg, stats=self.stats) for b in base_train]
@@ -300,11 +301,14 @@ class Trainer:
         self.train_audio_seconds = sum(x.shape[0] for x in self.train_x) * float(self.fcfg.frame_period)
 
     def _load_teacher(self):
-        """The teacher model and the SHA-256 of its file; refuses one whose front end or alphabet
+        """The teacher model (its file's SHA-256 in ``teacher_sha``); refuses one whose front end or alphabet
         differs from this run's (its frames must line up with the network's, label for label)."""
         from .model import load_model
 
-        teacher = load_model(self.cfg.teacher)
+        try:
+            teacher = load_model(self.cfg.teacher)
+        except ModelError as exc:
+            raise ModelError(f"teacher: {exc}") from None
         mine, theirs = self.fcfg.to_dict(), teacher.features.to_dict()
         mine.pop("cmvn"), theirs.pop("cmvn")  # the teacher normalises its features its own way
         if mine != theirs:
@@ -317,16 +321,16 @@ class Trainer:
         with open(teacher.path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
-        return teacher, h.hexdigest()
+        self.teacher_sha = h.hexdigest()
+        return teacher
 
-    def _teacher_posteriors(self, base_train, train_rows) -> List[np.ndarray]:
+    def _teacher_posteriors(self, teacher, base_train, train_rows) -> List[np.ndarray]:
         """The teacher's frame posteriors of every training utterance (its ensemble's mixture), on
         the features before SpecAugment, as float16; cached on disk beside the features."""
         from tqdm import tqdm
 
         from .transcribe import mix_log_probs
 
-        teacher, self.teacher_sha = self._load_teacher()
         key = hashlib.sha256(f"{self.teacher_sha}|{self.cache._key(train_rows, self.cfg.augment_copies)}".encode())
         path = os.path.join(self.cache.dir, f"teacher-{key.hexdigest()[:20]}.npz")
         if os.path.exists(path):

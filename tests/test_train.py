@@ -217,6 +217,11 @@ def test_distillation_refuses_a_teacher_that_does_not_fit(tiny_corpus, tmp_path)
         Trainer(_cfg(d, train, dev, tmp_path / "s2", epochs=1, teacher="not-a-model")).run()
     with pytest.raises(ParameterError, match="distill_weight"):
         _cfg(d, train, dev, tmp_path / "s3", teacher="commands", distill_weight=-1.0)
+    # in a config file, a teacher path is relative to the file; a shipped name stays a name
+    (tmp_path / "a.toml").write_text(f'train = ["{train}"]\nteacher = "t13/model.npz"\n')
+    assert load_config(str(tmp_path / "a.toml")).teacher == str(tmp_path / "t13" / "model.npz")
+    (tmp_path / "b.toml").write_text(f'train = ["{train}"]\nteacher = "commands-ensemble"\n')
+    assert load_config(str(tmp_path / "b.toml")).teacher == "commands-ensemble"
 
 
 def test_ema_weights_are_evaluated_exported_and_resumed(tiny_corpus, tmp_path):
