@@ -521,6 +521,8 @@ class Trainer:
                     "train_utterances": len(self.train_x), "train_audio_hours": round(self.train_audio_seconds / 3600, 3),
                     "config": {k: v for k, v in dataclasses.asdict(c).items() if k not in ("progress",)},
                     "dev": {k: v for k, v in (state["history"][-1] if state["history"] else {}).items()}}
+        if c.teacher:
+            training["teacher_sha256"] = self.teacher_sha
         save_model(self.best_path, model, features=self.fcfg, alphabet=self.alphabet, stats=self.stats,
                    vocabulary=c.vocabulary or None, training=training, name=c.name)
 

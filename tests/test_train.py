@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 
@@ -191,6 +192,8 @@ def test_distillation_pulls_the_network_towards_its_teacher(tiny_corpus, tmp_pat
     hist = state["history"]
     assert all("train_distill" in h for h in hist) and hist[-1]["train_distill"] < hist[0]["train_distill"]
     teacher = load_model(teacher_path)
+    assert load_model(str(tmp_path / "kd" / "model.npz")).meta["training"]["teacher_sha256"] == \
+        hashlib.sha256(open(teacher_path, "rb").read()).hexdigest()
     paths = [json.loads(l)["path"] for l in open(train)][:12]
     kl_plain = _mean_kl(load_model(str(tmp_path / "plain" / "model.npz")), teacher, paths)
     kl_kd = _mean_kl(load_model(str(tmp_path / "kd" / "model.npz")), teacher, paths)
