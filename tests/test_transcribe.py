@@ -33,10 +33,15 @@ def ensemble():
     return speechlstm.load_model("commands-ensemble")
 
 
-@pytest.mark.parametrize("which", ["commands", "commands-ensemble"])
+@pytest.fixture(scope="module")
+def distilled():
+    return speechlstm.load_model("commands-distilled")
+
+
+@pytest.mark.parametrize("which", ["commands", "commands-ensemble", "commands-distilled"])
 @pytest.mark.parametrize("name,text", expected())
-def test_audio_samples(model, ensemble, which, name, text):
-    m = model if which == "commands" else ensemble
+def test_audio_samples(model, ensemble, distilled, which, name, text):
+    m = {"commands": model, "commands-ensemble": ensemble, "commands-distilled": distilled}[which]
     assert m.name == which
     res = m.transcribe(os.path.join(SAMPLES, name))
     mistakes = known_errors(which)
@@ -50,6 +55,12 @@ def test_shipped_ensemble_holds_three_networks(model, ensemble):
     assert len(ensemble.members) == 3 and len(model.members) == 1
     assert ensemble.vocabulary == model.vocabulary and ensemble.features.to_dict() == model.features.to_dict()
     assert ensemble.classify(os.path.join(SAMPLES, "sc_left.wav"))["label"] == "left"
+
+
+def test_shipped_distilled_model_is_one_network_taught_by_the_ensemble(model, distilled):
+    assert len(distilled.members) == 1 and distilled.acoustic.config() == model.acoustic.config()
+    assert distilled.meta["training"]["config"]["teacher"] == "commands-ensemble"
+    assert distilled.features.to_dict() == model.features.to_dict() and distilled.vocabulary == model.vocabulary
 
 
 def test_result_shape_is_json_ready(model):
