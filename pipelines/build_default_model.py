@@ -17,6 +17,10 @@ Splits
   (character-level CTC on real read speech; prompts with digits are skipped); never dev or test.
 * Synthetic: training voices never use the espeak-ng accents ``en-029`` and ``en-us-nyc`` nor the
   flite voice ``rms``; the synthetic test set uses only those.
+
+``--teacher MODEL`` (e.g. the shipped ``commands-ensemble``) adds knowledge distillation: the
+network also learns that model's frame posteriors (``TrainConfig.teacher``); the teacher was
+trained on these same splits, so no test speaker leaks in through it.
 """
 import json
 import os
