@@ -104,6 +104,11 @@ def read_model_file(path: str):
         raise ModelError(f"{p}: no such model file")
     if os.path.isdir(p):
         raise ModelError(f"{p}: is a directory, not a model file")
+    with open(p, "rb") as f:
+        head = f.read(4)
+    if head[:2] != b"PK":  # every .npz is a zip archive; anything else would reach numpy's pickle refusal
+        raise ModelError(f"{p}: not a model file (speechlstm models are .npz archives; this is not one)"
+                         if head else f"{p}: empty file, not a model file")
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

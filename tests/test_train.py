@@ -141,8 +141,13 @@ def test_model_file_tamper_and_truncation(tiny_corpus, tmp_path):
         load_model("no-such-model-name")
     txt = tmp_path / "x.npz"
     txt.write_text("hello")
-    with pytest.raises(ModelError, match="x.npz"):
+    with pytest.raises(ModelError, match=r"x.npz: not a model file \(speechlstm models are .npz archives") as e:
         load_model(str(txt))
+    assert "pickle" not in str(e.value)  # not numpy's wording for a non-archive
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelError, match="empty.npz: empty file, not a model file"):
+        load_model(str(empty))
 
 
 def test_tune_writes_ranked_tables(tiny_corpus, tmp_path):
