@@ -140,6 +140,22 @@ def load_config(path: str) -> TrainConfig:
 # ------------------------------------------------------------------------------------------------
 # feature cache
 # ------------------------------------------------------------------------------------------------
+def _save_ragged(path: str, name: str, parts: List[np.ndarray], **extra) -> None:
+    """Write arrays of different lengths (along axis 0) as one ``.npz``: ``name`` holds them
+    concatenated, ``offsets`` where each starts; written to a temporary file, then renamed."""
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **{name: np.concatenate(parts)}, offsets=np.cumsum([0] + [p.shape[0] for p in parts]), **extra)
+    os.replace(tmp, path)
+
+
+def _load_ragged(path: str, name: str, *extra: str):
+    """The arrays :func:`_save_ragged` wrote (a list), followed by the ``extra`` entries named."""
+    with np.load(path, allow_pickle=False) as z:
+        data, offs = z[name], z["offsets"]
+        more = [z[k] for k in extra]
+    return ([data[offs[i]:offs[i + 1]] for i in range(len(offs) - 1)], *more)
+
+
 def _load_noise(folders: Sequence[str], sr: int) -> List[np.ndarray]:
     from .audio import load_audio
     from .config import AUDIO_EXTENSIONS
@@ -226,9 +242,7 @@ class FeatureCache:
         n_copies = self._copies(rows, copies)
         path = os.path.join(self.dir, f"feats-{self._key(rows, copies)}.npz")
         if os.path.exists(path):
-            with np.load(path, allow_pickle=False) as z:
-                X, offs, idx = z["X"], z["offsets"], z["row_index"]
-            feats = [X[offs[i]:offs[i + 1]] for i in range(len(offs) - 1)]
+            feats, idx = _load_ragged(path, "X", "row_index")
             return feats, [rows[i]["text"] for i in idx], [rows[i] for i in idx]
         from tqdm import tqdm
 
@@ -252,10 +266,7 @@ class FeatureCache:
             print(f"skipped: {e}")
         if not feats:
             raise DataError("no usable clips in the training data")
-        offs = np.cumsum([0] + [f.shape[0] for f in feats])
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, X=np.concatenate(feats), offsets=offs, row_index=np.array(idx))
-        os.replace(tmp, path)
+        _save_ragged(path, "X", feats, row_index=np.array(idx))
         return feats, [rows[i]["text"] for i in idx], [rows[i] for i in idx]
 
 
@@ -334,9 +345,7 @@ class Trainer:
         key = hashlib.sha256(f"{self.teacher_sha}|{self.cache._key(train_rows, self.cfg.augment_copies)}".encode())
         path = os.path.join(self.cache.dir, f"teacher-{key.hexdigest()[:20]}.npz")
         if os.path.exists(path):
-            with np.load(path, allow_pickle=False) as z:
-                P, offs = z["P"], z["offsets"]
-            return [P[offs[i]:offs[i + 1]] for i in range(len(offs) - 1)]
+            return _load_ragged(path, "P")[0]
         xs = [normalize_and_stack(b, teacher.features, stats=teacher.stats) for b in base_train]
         out: List[Optional[np.ndarray]] = [None] * len(xs)
         order = np.argsort([x.shape[0] for x in xs], kind="stable")
@@ -347,10 +356,7 @@ class Trainer:
             lps = np.stack([a.log_probs(X, il)[0] for a in teacher.members], axis=1)  # [B, M, T, C]
             for j, i in enumerate(idx):
                 out[i] = np.exp(mix_log_probs(lps[j, :, : il[j]])).astype(np.float16)
-        offs = np.cumsum([0] + [p.shape[0] for p in out])
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, P=np.concatenate(out), offsets=offs)
-        os.replace(tmp, path)
+        _save_ragged(path, "P", out)
         return out
 
     def _batches(self, n_items: int, lengths: np.ndarray, epoch: int) -> List[np.ndarray]:

@@ -3,7 +3,6 @@ import pytest
 
 import naive
 from speechlstm import ParameterError
-from speechlstm import ParameterError
 from speechlstm.nn import (Adam, Dense, SequenceClassifier, frame_distillation_loss, log_softmax, log_softmax_backward,
                            softmax_cross_entropy)
 

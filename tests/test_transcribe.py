@@ -28,20 +28,19 @@ def known_errors(model_name):
     return {name: out for model, name, out in rows if model == model_name}
 
 
-@pytest.fixture(scope="module")
-def ensemble():
-    return speechlstm.load_model("commands-ensemble")
+BIDIRECTIONAL_SHIPPED = ["commands", "commands-ensemble", "commands-distilled"]
 
 
 @pytest.fixture(scope="module")
-def distilled():
-    return speechlstm.load_model("commands-distilled")
+def shipped(model):
+    """The shipped bidirectional models by name, each loaded once."""
+    return {"commands": model, **{n: speechlstm.load_model(n) for n in BIDIRECTIONAL_SHIPPED[1:]}}
 
 
-@pytest.mark.parametrize("which", ["commands", "commands-ensemble", "commands-distilled"])
+@pytest.mark.parametrize("which", BIDIRECTIONAL_SHIPPED)
 @pytest.mark.parametrize("name,text", expected())
-def test_audio_samples(model, ensemble, distilled, which, name, text):
-    m = {"commands": model, "commands-ensemble": ensemble, "commands-distilled": distilled}[which]
+def test_audio_samples(shipped, which, name, text):
+    m = shipped[which]
     assert m.name == which
     res = m.transcribe(os.path.join(SAMPLES, name))
     mistakes = known_errors(which)
@@ -51,13 +50,15 @@ def test_audio_samples(model, ensemble, distilled, which, name, text):
         assert res["text"] == text
 
 
-def test_shipped_ensemble_holds_three_networks(model, ensemble):
+def test_shipped_ensemble_holds_three_networks(model, shipped):
+    ensemble = shipped["commands-ensemble"]
     assert len(ensemble.members) == 3 and len(model.members) == 1
     assert ensemble.vocabulary == model.vocabulary and ensemble.features.to_dict() == model.features.to_dict()
     assert ensemble.classify(os.path.join(SAMPLES, "sc_left.wav"))["label"] == "left"
 
 
-def test_shipped_distilled_model_is_one_network_taught_by_the_ensemble(model, distilled):
+def test_shipped_distilled_model_is_one_network_taught_by_the_ensemble(model, shipped):
+    distilled = shipped["commands-distilled"]
     assert len(distilled.members) == 1 and distilled.acoustic.config() == model.acoustic.config()
     assert distilled.meta["training"]["config"]["teacher"] == "commands-ensemble"
     assert distilled.features.to_dict() == model.features.to_dict() and distilled.vocabulary == model.vocabulary
