@@ -97,6 +97,9 @@ def save_model(path: str, acoustic: Union[AcousticModel, Sequence[AcousticModel]
     return path
 
 
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first local header; an empty archive (as np.load checks)
+
+
 def read_model_file(path: str):
     """Read and verify a model file: returns (meta dict, params dict, stats or None)."""
     p = os.fspath(path)
@@ -106,7 +109,7 @@ def read_model_file(path: str):
         raise ModelError(f"{p}: is a directory, not a model file")
     with open(p, "rb") as f:
         head = f.read(4)
-    if head[:2] != b"PK":  # every .npz is a zip archive; anything else would reach numpy's pickle refusal
+    if head not in _ZIP_SIGNATURES:  # anything but a zip archive would reach numpy's pickle refusal
         raise ModelError(f"{p}: not a model file (speechlstm models are .npz archives; this is not one)"
                          if head else f"{p}: empty file, not a model file")
     try:

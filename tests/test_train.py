@@ -144,6 +144,9 @@ def test_model_file_tamper_and_truncation(tiny_corpus, tmp_path):
     with pytest.raises(ModelError, match=r"x.npz: not a model file \(speechlstm models are .npz archives") as e:
         load_model(str(txt))
     assert "pickle" not in str(e.value)  # not numpy's wording for a non-archive
+    (tmp_path / "pk.npz").write_bytes(b"PK, but not a zip archive")  # np.load checks the whole signature
+    with pytest.raises(ModelError, match="pk.npz: not a model file"):
+        load_model(str(tmp_path / "pk.npz"))
     empty = tmp_path / "empty.npz"
     empty.write_bytes(b"")
     with pytest.raises(ModelError, match="empty.npz: empty file, not a model file"):
