@@ -252,7 +252,7 @@ def evaluate(model_name, data, task, report_dir, beam_size, keywords, limit, wor
     res = run_eval(model, rows, task, beam_size=beam_size, keywords=kws, words=_read_words(words, None),
                    no_speech=not no_silence)
     paths = write_report(res, report_dir)
-    keys = ("utterances", "wer", "cer", "accuracy", "rtf", "miss_rate_at_0.5_fa_per_hour")
+    keys = ("utterances", "wer", "wer_ci95", "cer", "accuracy", "accuracy_ci95", "rtf", "miss_rate_at_0.5_fa_per_hour")
     click.echo(json.dumps({k: res[k] for k in keys if k in res}))
     click.echo(f"report: {paths['md']}")
 

@@ -14,7 +14,7 @@ from .alphabet import DIGIT_WORDS
 from .data import COMMAND_CLASSES, read_any
 from .errors import ParameterError, error_line
 from .kws import NO_SPEECH
-from .metrics import cer, command_class, confusion_matrix, wer
+from .metrics import bootstrap_rate_interval, cer, command_class, confusion_matrix, error_counts, wer, wilson_interval
 from .transcribe import word_list
 
 __all__ = ["evaluate", "evaluate_model_suite", "write_report"]
@@ -102,9 +102,13 @@ def evaluate(model, rows: List[dict], task: str, *, beam_size: int = 16, words=N
     keep = [i for i, h in enumerate(hyps) if h is not None]
     refs = [rows[i]["text"] for i in keep]
     hs = [hyps[i] for i in keep]
+    right = sum(r == h for r, h in zip(refs, hs))
+    word_errors = [error_counts([r], [h], "word") for r, h in zip(refs, hs)]
     out.update({"failures": failures, "audio_seconds": round(audio_s, 2), "rtf": proc_s / max(audio_s, 1e-9),
                 "wer": wer(refs, hs), "cer": cer(refs, hs),
-                "sentence_accuracy": float(np.mean([r == h for r, h in zip(refs, hs)])) if hs else 0.0})
+                "wer_ci95": bootstrap_rate_interval([e for e, _ in word_errors], [n for _, n in word_errors]),
+                "sentence_accuracy": right / len(hs) if hs else 0.0,
+                "sentence_accuracy_ci95": wilson_interval(right, len(hs))})
     if task == "classify":
         if words is None:
             classes = list(COMMAND_CLASSES)
@@ -119,7 +123,8 @@ def evaluate(model, rows: List[dict], task: str, *, beam_size: int = 16, words=N
             if outside:
                 raise ParameterError(f"references outside the candidate words: {outside[:5]}")
         cm = confusion_matrix(truth, pred, classes)
-        out.update({"accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "classes": classes,
+        out.update({"accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
+                    "accuracy_ci95": wilson_interval(int(np.trace(cm)), int(cm.sum())), "classes": classes,
                     "confusion": cm.tolist()})
     out["examples"] = [{"ref": r, "hyp": h} for r, h in zip(refs, hs) if r != h][:20]
     return out
@@ -141,7 +146,9 @@ def write_report(result: dict, out_dir: str) -> Dict[str, str]:
               "miss_rate_at_0.5_fa_per_hour", "audio_hours", "positives"):
         if k in result:
             v = result[k]
-            lines.append(f"- **{k}**: {v:.4f}" if isinstance(v, float) else f"- **{k}**: {v}")
+            ci = result.get(f"{k}_ci95")
+            extra = f" (95 % interval {ci[0]:.4f}–{ci[1]:.4f})" if ci is not None else ""
+            lines.append(f"- **{k}**: {v:.4f}{extra}" if isinstance(v, float) else f"- **{k}**: {v}")
     if result.get("failures"):
         lines += ["", f"{len(result['failures'])} files failed:"] + [f"- {x['path']}: {x['error']}" for x in result["failures"]]
     if "confusion" in result:
@@ -180,6 +187,10 @@ def write_report(result: dict, out_dir: str) -> Dict[str, str]:
     return paths
 
 
+def _rounded(interval) -> List[float]:
+    return [round(float(v), 4) for v in interval]
+
+
 def evaluate_model_suite(model_path: str, manifests: Dict[str, str], out_dir: str) -> dict:
     """The standard held-out suite used for the shipped model; returns headline metrics."""
     from .model import load_model
@@ -193,8 +204,9 @@ def evaluate_model_suite(model_path: str, manifests: Dict[str, str], out_dir: st
             continue
         res = evaluate(model, read_any(manifests[key]), task)
         write_report(res, os.path.join(out_dir, key))
-        metrics[name] = res["accuracy"] if task == "classify" else (
-            res["sentence_accuracy"] if key == "test_fsdd" else res["wer"])
+        metric = "accuracy" if task == "classify" else ("sentence_accuracy" if key == "test_fsdd" else "wer")
+        metrics[name] = res[metric]
+        metrics[f"{name}_ci95"] = _rounded(res[f"{metric}_ci95"])
         metrics[f"{key}_utterances"] = res["utterances"]
         metrics[f"{key}_rtf"] = round(res["rtf"], 5)
     if "test_fsdd" in manifests:  # the same clips decoded with a digits-only word list, and classified
@@ -202,10 +214,12 @@ def evaluate_model_suite(model_path: str, manifests: Dict[str, str], out_dir: st
         res = evaluate(model, fsdd, "transcribe", words=DIGIT_WORDS)
         write_report(res, os.path.join(out_dir, "test_fsdd_digits"))
         metrics["fsdd_digit_accuracy_digit_words"] = res["sentence_accuracy"]
+        metrics["fsdd_digit_accuracy_digit_words_ci95"] = _rounded(res["sentence_accuracy_ci95"])
         single = [r for r in fsdd if r["text"] in DIGIT_WORDS]
         if single:  # closed-set: which of the ten digits (clips holding one digit word)
             res = evaluate(model, single, "classify", words=DIGIT_WORDS, no_speech=False)
             write_report(res, os.path.join(out_dir, "test_fsdd_classify"))
             metrics["fsdd_digit_accuracy_classify"] = res["accuracy"]
+            metrics["fsdd_digit_accuracy_classify_ci95"] = _rounded(res["accuracy_ci95"])
             metrics["test_fsdd_classify_utterances"] = res["utterances"]
     return metrics

@@ -5,7 +5,8 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["edit_distance", "wer", "cer", "error_counts", "confusion_matrix", "command_class"]
+__all__ = ["edit_distance", "wer", "cer", "error_counts", "confusion_matrix", "command_class", "wilson_interval",
+           "bootstrap_rate_interval"]
 
 
 def edit_distance(ref: Sequence, hyp: Sequence) -> int:
@@ -39,6 +40,36 @@ def wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
 def cer(refs: Sequence[str], hyps: Sequence[str]) -> float:
     e, n = error_counts(refs, hyps, "char")
     return e / max(n, 1)
+
+
+def wilson_interval(successes: int, n: int, *, z: float = 1.959964) -> Tuple[float, float]:
+    """Wilson score interval of a proportion (``z`` = 1.96: 95 %), e.g. for an accuracy of
+    ``successes`` right out of ``n``; (0, 1) when ``n`` is 0.  Unlike the normal approximation it
+    stays inside [0, 1] and is sensible at 0 or ``n`` successes.
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def bootstrap_rate_interval(errors: Sequence[int], lengths: Sequence[int], *, level: float = 0.95,
+                            draws: int = 2000, seed: int = 0) -> Tuple[float, float]:
+    """Percentile bootstrap interval of a corpus error rate sum(errors) / sum(lengths) (WER, CER),
+    resampling whole utterances (their errors are not independent word by word); deterministic for
+    a seed.  Returns (lo, hi); (0, 0) for an empty corpus.
+    """
+    e = np.asarray(errors, np.float64)
+    n = np.asarray(lengths, np.float64)
+    if e.size == 0:
+        return 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, e.size, size=(draws, e.size))
+    rates = e[idx].sum(1) / np.maximum(n[idx].sum(1), 1)
+    a = (1 - level) / 2
+    return float(np.quantile(rates, a)), float(np.quantile(rates, 1 - a))
 
 
 def command_class(text: str, classes: Sequence[str]) -> str:

@@ -6,7 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from speechlstm.cli import main
-from speechlstm.metrics import cer, command_class, confusion_matrix, edit_distance, wer
+from speechlstm.metrics import (bootstrap_rate_interval, cer, command_class, confusion_matrix, edit_distance, wer,
+                                wilson_interval)
 
 SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "audio_samples")
 
@@ -17,6 +18,34 @@ def test_error_rates():
     assert wer(["a b c d"], ["a x c"]) == pytest.approx(2 / 4)
     assert cer(["abc"], ["abd"]) == pytest.approx(1 / 3)
     assert wer(["go left", "stop"], ["go left", "stop"]) == 0.0
+
+
+def test_wilson_interval_against_scipy():
+    from scipy.stats import binomtest
+
+    for k, n in ((81, 100), (216, 249), (0, 10), (10, 10), (1, 3), (464, 500)):
+        ref = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert wilson_interval(k, n) == pytest.approx((ref.low, ref.high), abs=1e-6), (k, n)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    lo, hi = wilson_interval(217, 249)  # the shipped model on the v0.01 sample: 87.1 %, about +-4 points
+    assert 0.82 < lo < 217 / 249 < hi < 0.91
+
+
+def test_bootstrap_rate_interval():
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(2, 7, size=300)
+    errors = (rng.random(300) < 0.15).astype(int)  # ~4 % of the words wrong, one word per bad sequence
+    rate = errors.sum() / lengths.sum()
+    lo, hi = bootstrap_rate_interval(errors, lengths)
+    assert lo < rate < hi and hi - lo < 0.05
+    assert bootstrap_rate_interval(errors, lengths) == (lo, hi)  # deterministic for a seed
+    assert bootstrap_rate_interval(errors, lengths, seed=1) != (lo, hi)
+    lo4, hi4 = bootstrap_rate_interval(np.tile(errors, 4), np.tile(lengths, 4))
+    assert 0.35 < (hi4 - lo4) / (hi - lo) < 0.65  # four times the data: about half the width
+    lo99, hi99 = bootstrap_rate_interval(errors, lengths, level=0.99)
+    assert lo99 <= lo and hi99 >= hi
+    assert bootstrap_rate_interval([1, 1, 1], [4, 4, 4]) == pytest.approx((0.25, 0.25))  # no spread, no width
+    assert bootstrap_rate_interval([], []) == (0.0, 0.0)
 
 
 def test_command_classes_and_confusion():
@@ -41,9 +70,14 @@ def test_evaluate_cli_writes_reports(task, tmp_path):
     md = open(out / "report.md").read()
     if task == "transcribe":
         assert 0 <= rep["wer"] <= 1 and rep["rtf"] > 0 and "wer" in md
+        assert rep["wer_ci95"][0] <= rep["wer"] <= rep["wer_ci95"][1]
+        k = round(rep["sentence_accuracy"] * 13)
+        assert rep["sentence_accuracy_ci95"] == pytest.approx(list(wilson_interval(k, 13)))
     elif task == "classify":
         cm = np.array(rep["confusion"])
         assert cm.shape == (12, 12) and cm.sum() == 13 and os.path.exists(out / "confusion.png")
+        assert rep["accuracy_ci95"] == pytest.approx(list(wilson_interval(int(np.trace(cm)), 13)))
+        assert f"**accuracy**: {rep['accuracy']:.4f} (95 % interval {rep['accuracy_ci95'][0]:.4f}–" in md
     else:
         assert rep["positives"] >= 5 and os.path.exists(out / "det.png")
         assert 0 <= rep["miss_rate_at_0.5_fa_per_hour"] <= 1
@@ -72,6 +106,8 @@ def test_model_suite_reports_every_set(tmp_path):
     labels = [model.classify(r["path"], DIGIT_WORDS, no_speech=False)["label"] for r in single]
     assert len(single) < len(digits) and out["test_fsdd_classify_utterances"] == len(single)
     assert out["fsdd_digit_accuracy_classify"] == pytest.approx(np.mean([lab == r["text"] for lab, r in zip(labels, single)]))
+    n_right = sum(lab == r["text"] for lab, r in zip(labels, single))
+    assert out["fsdd_digit_accuracy_classify_ci95"] == pytest.approx(list(wilson_interval(n_right, len(single))), abs=1e-4)
     from speechlstm.data import COMMAND_CLASSES
     from speechlstm.metrics import command_class
 
