@@ -11,7 +11,8 @@ Splits
   (:func:`speechlstm.data.split_by_speaker`): 25 % test, 10 % dev, 65 % train.
 * FSDD: speaker ``george`` is held out for test; the other three train (with ``--dev mixed``, the
   default, their takes 45–49 are dev; with ``--dev heldout`` they train and dev is only the
-  held-out Speech Commands speakers).
+  held-out Speech Commands speakers).  ``--fsdd-test-speaker`` holds out another of the four instead
+  (leave-one-speaker-out folds; the manifests then carry the speaker's name).
 * ``speech_commands_sample`` (v0.01, speakers disjoint from v0.02): test only.
 * ``arctic_cathy`` (CMU ARCTIC read sentences, one speaker): with ``--arctic N``, N sentences train
   (character-level CTC on real read speech; prompts with digits are skipped); never dev or test.
@@ -148,6 +149,9 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
                    "learns beside the CTC loss (knowledge distillation; same front end and alphabet).")
 @click.option("--distill-weight", type=click.FloatRange(0, 100), default=1.0, show_default=True,
               help="Weight of the distillation term (with --teacher).")
+@click.option("--fsdd-test-speaker", default=FSDD_TEST_SPEAKER, show_default=True,
+              help="The FSDD speaker held out for test (the other three train); another than george makes a "
+                   "leave-one-speaker-out fold, its manifests named after the speaker.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--seeds", default="",
               help="Comma-separated seeds (overrides --seed): one network per seed, each trained like a single "
@@ -158,8 +162,8 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
 def main(data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies, sc_copies, sc_other_copies, fmax, p_telephone, p_trim, trim_max, p_hum,
-         p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, teacher, distill_weight, seed, seeds, run_name, workers,
-         export_name):
+         p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, teacher, distill_weight, fsdd_test_speaker, seed, seeds,
+         run_name, workers, export_name):
     t_start = time.time()
     os.makedirs(work, exist_ok=True)
     try:
@@ -174,7 +178,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
                 sc_copies=sc_copies, sc_other_copies=sc_other_copies, fmax=fmax, p_telephone=p_telephone,
                 p_trim=p_trim, trim_max=trim_max, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, dev_mode=dev_mode,
                 arctic=arctic, ema=ema, dropout=dropout, teacher=teacher, distill_weight=distill_weight,
-                workers=workers)
+                fsdd_test_speaker=fsdd_test_speaker, workers=workers)
     if len(seed_list) == 1:
         m, run_dir = build_network(seed=seed_list[0], run_dir=os.path.join(work, run_name), **opts)
         model_path = os.path.join(run_dir, "model.npz")
@@ -209,19 +213,25 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
 
 def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies,
                   sc_copies, sc_other_copies, fmax, p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, dev_mode,
-                  arctic, ema, dropout, teacher, distill_weight, seed, run_dir, workers):
+                  arctic, ema, dropout, teacher, distill_weight, seed, run_dir, workers,
+                  fsdd_test_speaker=FSDD_TEST_SPEAKER):
     """Stages 1-3 for one seed: synthesis, manifests, training into ``run_dir`` (resumed if it has
     a checkpoint).  Returns (manifest paths, run_dir)."""
     from speechlstm.train import TrainConfig, Trainer
 
+    fsdd = read_fsdd(os.path.join(data_root, "fsdd"))
+    speakers = sorted({r["speaker"] for r in fsdd})
+    if fsdd_test_speaker not in speakers:  # before anything is synthesized
+        raise click.BadParameter(f"{fsdd_test_speaker!r} is not an FSDD speaker here (they are: {', '.join(speakers)})",
+                                 param_hint="--fsdd-test-speaker")
     # 1. synthesis
     syn_train, syn_test = synthetic_sets(work, seed, singles, sequences, 300, workers)
     # 2. manifests
     sc = split_by_speaker(read_speech_commands(os.path.join(data_root, "speech_commands_v2_half")), test=0.25, dev=0.10)
-    fsdd = read_fsdd(os.path.join(data_root, "fsdd"))
-    fsdd_test = [r for r in fsdd if r["speaker"] == FSDD_TEST_SPEAKER]
-    fsdd_dev = [r for r in fsdd if r["speaker"] != FSDD_TEST_SPEAKER and int(os.path.basename(r["path"])[:-4].split("_")[2]) >= 45]
-    fsdd_train = [r for r in fsdd if r["speaker"] != FSDD_TEST_SPEAKER and r not in fsdd_dev]
+    fsdd_test = [r for r in fsdd if r["speaker"] == fsdd_test_speaker]
+    fsdd_dev = [r for r in fsdd if r["speaker"] != fsdd_test_speaker and int(os.path.basename(r["path"])[:-4].split("_")[2]) >= 45]
+    fsdd_train = [r for r in fsdd if r["speaker"] != fsdd_test_speaker and r not in fsdd_dev]
+    fold = "" if fsdd_test_speaker == FSDD_TEST_SPEAKER else f"-fsdd{fsdd_test_speaker}"
     noise_only = noise_clips(work, None, seed)
     arctic_rows = []
     if arctic:
@@ -247,11 +257,12 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
         sfx = f"{sfx}-other{sc_other_copies}"
     if arctic_rows:
         train_rows, sfx = train_rows + arctic_rows, f"{sfx}-arctic{len(arctic_rows)}"
+    sfx += fold
     m["train"] = write_manifest(train_rows, os.path.join(work, f"train{sfx}.jsonl"))
     m["dev"] = write_manifest(dev_rows, os.path.join(work, f"dev{sfx}.jsonl"))
     m["test_sc"] = write_manifest(sc["test"], os.path.join(work, "test_sc_v2.jsonl"))
     m["test_sample"] = write_manifest(sample, os.path.join(work, "test_sc_sample.jsonl"))
-    m["test_fsdd"] = write_manifest(fsdd_test, os.path.join(work, "test_fsdd.jsonl"))
+    m["test_fsdd"] = write_manifest(fsdd_test, os.path.join(work, f"test_fsdd{fold}.jsonl"))
     m["test_synth"] = write_manifest(syn_test, os.path.join(work, "test_synth.jsonl"))
     noise_dir = os.path.join(work, "bg_noise")
     os.makedirs(noise_dir, exist_ok=True)
