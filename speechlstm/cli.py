@@ -238,22 +238,36 @@ def spot(ctx, paths, keywords, keywords_file, out_csv, model_name, threshold, wo
 @click.option("--words", help="Comma-separated words: allowed words (transcribe) or the candidate classes "
               "(classify; default: the model's vocabulary mapped to the 12 Speech Commands classes).")
 @click.option("--no-silence", is_flag=True, help="classify: 'no speech' is not a candidate.")
-def evaluate(model_name, data, task, report_dir, beam_size, keywords, limit, words, no_silence):
+@click.option("--baseline", "baseline_name", default=None,
+              help="Also evaluate this model on the same utterances and compare (transcribe, classify): the "
+                   "difference with a paired 95 % interval and an exact McNemar test; its own report goes to "
+                   "REPORT/baseline.")
+def evaluate(model_name, data, task, report_dir, beam_size, keywords, limit, words, no_silence, baseline_name):
     """Evaluate a model: WER/CER, classification accuracy + confusion, KWS DET, real-time factor."""
     import json
+    import os
 
     from .data import read_any
-    from .evaluate import evaluate as run_eval, write_report
+    from .evaluate import compare, evaluate as run_eval, write_report
     from .model import load_model
 
+    if baseline_name is not None and task == "kws":
+        raise ParameterError("--baseline compares transcribe or classify results, not kws")
     model = load_model(model_name)
+    baseline = load_model(baseline_name) if baseline_name is not None else None
     rows = read_any(data)[: limit or None]
     kws = [k.strip() for k in keywords.split(",")] if keywords else None
-    res = run_eval(model, rows, task, beam_size=beam_size, keywords=kws, words=_read_words(words, None),
-                   no_speech=not no_silence)
+    opts = dict(beam_size=beam_size, keywords=kws, words=_read_words(words, None), no_speech=not no_silence)
+    res = run_eval(model, rows, task, **opts)
+    if baseline is not None:
+        base = run_eval(baseline, rows, task, **opts)
+        write_report(base, os.path.join(report_dir, "baseline"))
+        res["comparison"] = compare(res, base)
     paths = write_report(res, report_dir)
     keys = ("utterances", "wer", "wer_ci95", "cer", "accuracy", "accuracy_ci95", "rtf", "miss_rate_at_0.5_fa_per_hour")
     click.echo(json.dumps({k: res[k] for k in keys if k in res}))
+    if baseline is not None:
+        click.echo(json.dumps(res["comparison"]))
     click.echo(f"report: {paths['md']}")
 
 

@@ -1,12 +1,13 @@
 """Error rates and classification metrics."""
 from __future__ import annotations
 
+import math
 from typing import Sequence, Tuple
 
 import numpy as np
 
 __all__ = ["edit_distance", "wer", "cer", "error_counts", "confusion_matrix", "command_class", "wilson_interval",
-           "bootstrap_rate_interval"]
+           "bootstrap_rate_interval", "mcnemar_exact", "paired_bootstrap_difference"]
 
 
 def edit_distance(ref: Sequence, hyp: Sequence) -> int:
@@ -70,6 +71,47 @@ def bootstrap_rate_interval(errors: Sequence[int], lengths: Sequence[int], *, le
     rates = e[idx].sum(1) / np.maximum(n[idx].sum(1), 1)
     a = (1 - level) / 2
     return float(np.quantile(rates, a)), float(np.quantile(rates, 1 - a))
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar test of two systems scored on the same items: ``only_a`` items only
+    system A gets right, ``only_b`` only B.  Returns the p-value of "both are equally accurate" (the
+    binomial probability, at p = 1/2, of a split at least this uneven); 1.0 when they never disagree.
+    """
+    if only_a < 0 or only_b < 0:
+        raise ValueError(f"counts must be >= 0, got {only_a}, {only_b}")
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    k = min(only_a, only_b)
+    # sum of C(n, i) / 2^n for i <= k, in logs (n may be in the thousands)
+    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2) for i in range(k + 1)]
+    top = max(logs)
+    tail = math.exp(top) * sum(math.exp(v - top) for v in logs)
+    return float(min(1.0, 2.0 * tail))
+
+
+def paired_bootstrap_difference(errors_a: Sequence[float], errors_b: Sequence[float], lengths: Sequence[float], *,
+                                level: float = 0.95, draws: int = 2000, seed: int = 0) -> Tuple[float, float, float]:
+    """Error rate of A minus that of B over the same utterances, with a paired percentile bootstrap
+    interval (both systems resampled with the same utterances, so what the utterances share cancels).
+    ``errors_*`` are per-utterance error counts (word errors, or 1/0 for a wrong/right class) and
+    ``lengths`` the reference lengths (1 per item for a classification).  Returns (difference, lo, hi):
+    below zero, A makes fewer errors.
+    """
+    a = np.asarray(errors_a, np.float64)
+    b = np.asarray(errors_b, np.float64)
+    n = np.asarray(lengths, np.float64)
+    if not (a.shape == b.shape == n.shape) or a.ndim != 1:
+        raise ValueError(f"errors_a, errors_b and lengths must be 1-D of one length, got {a.shape}, {b.shape}, {n.shape}")
+    if a.size == 0:
+        return 0.0, 0.0, 0.0
+    diff = (a.sum() - b.sum()) / max(n.sum(), 1)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, a.size, size=(draws, a.size))
+    d = (a[idx].sum(1) - b[idx].sum(1)) / np.maximum(n[idx].sum(1), 1)
+    q = (1 - level) / 2
+    return float(diff), float(np.quantile(d, q)), float(np.quantile(d, 1 - q))
 
 
 def command_class(text: str, classes: Sequence[str]) -> str:

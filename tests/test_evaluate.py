@@ -6,8 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from speechlstm.cli import main
-from speechlstm.metrics import (bootstrap_rate_interval, cer, command_class, confusion_matrix, edit_distance, wer,
-                                wilson_interval)
+from speechlstm.metrics import (bootstrap_rate_interval, cer, command_class, confusion_matrix, edit_distance,
+                                mcnemar_exact, paired_bootstrap_difference, wer, wilson_interval)
 
 SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "audio_samples")
 
@@ -46,6 +46,28 @@ def test_bootstrap_rate_interval():
     assert lo99 <= lo and hi99 >= hi
     assert bootstrap_rate_interval([1, 1, 1], [4, 4, 4]) == pytest.approx((0.25, 0.25))  # no spread, no width
     assert bootstrap_rate_interval([], []) == (0.0, 0.0)
+
+
+def test_mcnemar_and_paired_difference():
+    from scipy.stats import binomtest
+
+    for a, b in ((3, 10), (0, 5), (20, 20), (7, 1), (100, 130), (0, 0)):
+        ref = binomtest(min(a, b), a + b, 0.5).pvalue if a + b else 1.0
+        assert mcnemar_exact(a, b) == pytest.approx(ref, rel=1e-9), (a, b)
+    assert mcnemar_exact(0, 9) < 0.01 < mcnemar_exact(2, 9)
+    with pytest.raises(ValueError):
+        mcnemar_exact(-1, 3)
+    rng = np.random.default_rng(0)
+    base = (rng.random(400) < 0.10).astype(float)  # a 10 % error rate
+    better = base * (rng.random(400) < 0.5)  # the same items, half its errors mended
+    d, lo, hi = paired_bootstrap_difference(better, base, np.ones(400))
+    assert d == pytest.approx((better.sum() - base.sum()) / 400) and lo < d < hi < 0  # paired: clearly better
+    assert paired_bootstrap_difference(base, base, np.ones(400)) == (0.0, 0.0, 0.0)  # identical: no spread
+    other = (rng.random(400) < 0.10).astype(float)  # as good, different items: the interval holds 0
+    d, lo, hi = paired_bootstrap_difference(other, base, np.ones(400))
+    assert lo < 0 < hi
+    with pytest.raises(ValueError):
+        paired_bootstrap_difference([1, 0], [1], [1, 1])
 
 
 def test_command_classes_and_confusion():
@@ -141,3 +163,42 @@ def test_closed_set_classify_with_words(tmp_path):
     r = CliRunner().invoke(main, ["evaluate", "--data", man, "--task", "classify", "--words", "yes,no",
                                   "--report", str(tmp_path / "rep2")])
     assert r.exit_code != 0 and "outside the candidate words" in r.output
+
+
+def test_evaluate_against_a_baseline(tmp_path):
+    """--baseline scores a second model on the same utterances and compares them pairwise; the counts
+    agree with the two reports' own per-utterance results."""
+    from speechlstm.errors import ParameterError
+    from speechlstm.evaluate import compare
+
+    out = tmp_path / "cmp"
+    args = ["evaluate", "--data", os.path.join(SAMPLES, "manifest.jsonl"), "--task", "classify", "--report", str(out),
+            "--model", "commands-distilled", "--baseline", "commands"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    rep = json.load(open(out / "report.json"))
+    base = json.load(open(out / "baseline" / "report.json"))
+    c = rep["comparison"]
+    assert c["baseline"] == "commands" and c["model"] == "commands-distilled" and c["utterances"] == 13
+    assert c["value"] == pytest.approx(rep["accuracy"]) and c["baseline_value"] == pytest.approx(base["accuracy"])
+    wrong_a = {u["path"]: u["errors"] for u in rep["per_utterance"]}
+    wrong_b = {u["path"]: u["errors"] for u in base["per_utterance"]}
+    assert c["only_model_right"] == sum(1 for p in wrong_a if wrong_a[p] == 0 < wrong_b[p])
+    assert c["only_baseline_right"] == sum(1 for p in wrong_a if wrong_b[p] == 0 < wrong_a[p])
+    assert c["error_rate_difference"] == pytest.approx(base["accuracy"] - rep["accuracy"])
+    lo, hi = c["error_rate_difference_ci95"]
+    assert lo <= c["error_rate_difference"] <= hi
+    assert "Against the baseline `commands`" in open(out / "report.md").read()
+    assert json.loads(r.output.splitlines()[1])["mcnemar_p"] == c["mcnemar_p"]
+    # transcribe results compare by word errors; a model against itself differs nowhere
+    r = CliRunner().invoke(main, ["evaluate", "--data", os.path.join(SAMPLES, "manifest.jsonl"), "--task", "transcribe",
+                                  "--report", str(tmp_path / "t"), "--baseline", "commands"])
+    assert r.exit_code == 0, r.output
+    same = json.load(open(tmp_path / "t" / "report.json"))["comparison"]
+    assert same["metric"] == "wer" and same["error_rate_difference"] == 0.0 and same["mcnemar_p"] == 1.0
+    assert same["value"] == pytest.approx(json.load(open(tmp_path / "t" / "report.json"))["wer"])
+    with pytest.raises(ParameterError, match="two transcribe or two classify"):
+        compare(rep, {"task": "kws"})
+    r = CliRunner().invoke(main, ["evaluate", "--data", os.path.join(SAMPLES, "manifest.jsonl"), "--task", "kws",
+                                  "--report", str(tmp_path / "k"), "--baseline", "commands"])
+    assert r.exit_code == 1 and "--baseline compares transcribe or classify results, not kws" in r.output
