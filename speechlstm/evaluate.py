@@ -86,7 +86,7 @@ def evaluate(model, rows: List[dict], task: str, *, beam_size: int = 16, words=N
         raise ParameterError(f"task must be transcribe, classify or kws, got {task!r}")
     if not rows:
         raise ParameterError("nothing to evaluate: the data is empty")
-    out = {"task": task, "utterances": len(rows), "model": model.name}
+    out = {"task": task, "utterances": len(rows), "model": model.name, "model_path": getattr(model, "path", None)}
     if task == "kws":
         kws = keywords or sorted({w for r in rows for w in r["text"].split()})
         out.update(_kws_curve(model, rows, kws, np.linspace(0.05, 1.0, 20)))
@@ -174,7 +174,10 @@ def compare(result: dict, baseline: dict) -> dict:
     rate_a, rate_b = sum(ea) / max(sum(n), 1), sum(eb) / max(sum(n), 1)
     metric = "wer" if task == "transcribe" else "accuracy"
     value, base_value = (rate_a, rate_b) if metric == "wer" else (1 - rate_a, 1 - rate_b)
-    return {"task": task, "model": result.get("model", ""), "baseline": baseline.get("model", ""),
+    name_a, name_b = result.get("model", ""), baseline.get("model", "")
+    if name_a == name_b and result.get("model_path") != baseline.get("model_path"):  # two files of one name
+        name_a, name_b = result.get("model_path") or name_a, baseline.get("model_path") or name_b
+    return {"task": task, "model": name_a, "baseline": name_b,
             "utterances": len(pairs), "metric": metric, "value": value, "baseline_value": base_value,
             "error_rate_difference": diff, "error_rate_difference_ci95": [lo, hi],
             "only_model_right": only_a, "only_baseline_right": only_b, "mcnemar_p": mcnemar_exact(only_a, only_b)}

@@ -197,6 +197,15 @@ def test_evaluate_against_a_baseline(tmp_path):
     same = json.load(open(tmp_path / "t" / "report.json"))["comparison"]
     assert same["metric"] == "wer" and same["error_rate_difference"] == 0.0 and same["mcnemar_p"] == 1.0
     assert same["value"] == pytest.approx(json.load(open(tmp_path / "t" / "report.json"))["wer"])
+    # two files that carry one name (a retrained "commands") are told apart by their paths
+    one = {"task": "classify", "model": "commands", "per_utterance": [{"path": "a.wav", "ref": "go", "hyp": "go",
+                                                                       "errors": 0, "length": 1}]}
+    c = compare(dict(one, model_path="runs/x/model.npz"), dict(one, model_path="/pkg/commands.npz"))
+    assert (c["model"], c["baseline"]) == ("runs/x/model.npz", "/pkg/commands.npz")
+    with pytest.raises(ParameterError, match="share no utterance"):
+        compare(one, dict(one, per_utterance=[dict(one["per_utterance"][0], path="b.wav")]))
+    with pytest.raises(ParameterError, match="a.wav: the two results hold different references"):
+        compare(one, dict(one, per_utterance=[dict(one["per_utterance"][0], ref="no")]))
     with pytest.raises(ParameterError, match="two transcribe or two classify"):
         compare(rep, {"task": "kws"})
     r = CliRunner().invoke(main, ["evaluate", "--data", os.path.join(SAMPLES, "manifest.jsonl"), "--task", "kws",
