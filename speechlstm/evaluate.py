@@ -105,15 +105,16 @@ def evaluate(model, rows: List[dict], task: str, *, beam_size: int = 16, words=N
     hs = [hyps[i] for i in keep]
     right = sum(r == h for r, h in zip(refs, hs))
     word_errors = [error_counts([r], [h], "word") for r, h in zip(refs, hs)]  # (errors, reference words) each
+    errs, lens = [e for e, _ in word_errors], [n for _, n in word_errors]
     out.update({"failures": failures, "audio_seconds": round(audio_s, 2), "rtf": proc_s / max(audio_s, 1e-9),
-                "wer": sum(e for e, _ in word_errors) / max(sum(n for _, n in word_errors), 1), "cer": cer(refs, hs),
-                "wer_ci95": bootstrap_rate_interval([e for e, _ in word_errors], [n for _, n in word_errors]),
+                "wer": sum(errs) / max(sum(lens), 1), "cer": cer(refs, hs),
+                "wer_ci95": bootstrap_rate_interval(errs, lens),
                 "sentence_accuracy": right / len(hs) if hs else 0.0,
                 "sentence_accuracy_ci95": wilson_interval(right, len(hs))})
     # per utterance, for paired comparisons (compare()): word errors / reference words, or for
     # classify a wrong (1) or right (0) class out of 1
     scored = [{"path": rows[i]["path"], "ref": r, "hyp": h, "errors": e, "length": n}
-              for i, r, h, (e, n) in zip(keep, refs, hs, word_errors)]
+              for i, r, h, e, n in zip(keep, refs, hs, errs, lens)]
     if task == "classify":
         if words is None:
             classes = list(COMMAND_CLASSES)

@@ -106,12 +106,9 @@ def paired_bootstrap_difference(errors_a: Sequence[float], errors_b: Sequence[fl
         raise ValueError(f"errors_a, errors_b and lengths must be 1-D of one length, got {a.shape}, {b.shape}, {n.shape}")
     if a.size == 0:
         return 0.0, 0.0, 0.0
-    diff = (a.sum() - b.sum()) / max(n.sum(), 1)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, a.size, size=(draws, a.size))
-    d = (a[idx].sum(1) - b[idx].sum(1)) / np.maximum(n[idx].sum(1), 1)
-    q = (1 - level) / 2
-    return float(diff), float(np.quantile(d, q)), float(np.quantile(d, 1 - q))
+    diff = a - b  # per utterance: the difference's bootstrap is a rate's, of these "errors"
+    lo, hi = bootstrap_rate_interval(diff, n, level=level, draws=draws, seed=seed)
+    return float(diff.sum() / max(n.sum(), 1)), lo, hi
 
 
 def command_class(text: str, classes: Sequence[str]) -> str:
