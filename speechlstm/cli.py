@@ -242,8 +242,11 @@ def spot(ctx, paths, keywords, keywords_file, out_csv, model_name, threshold, wo
               help="Also evaluate this model on the same utterances and compare (transcribe, classify): the "
                    "difference with a paired 95 % interval and an exact McNemar test; its own report goes to "
                    "REPORT/baseline.")
-def evaluate(model_name, data, task, report_dir, beam_size, keywords, limit, words, no_silence, baseline_name):
-    """Evaluate a model: WER/CER, classification accuracy + confusion, KWS DET, real-time factor."""
+@click.pass_context
+def evaluate(ctx, model_name, data, task, report_dir, beam_size, keywords, limit, words, no_silence, baseline_name):
+    """Evaluate a model: WER/CER, classification accuracy + confusion, KWS DET, real-time factor.
+    A file that cannot be read is reported in one line and left out; once the reports are written
+    the command exits with status 1 if any was."""
     import json
     import os
 
@@ -269,6 +272,11 @@ def evaluate(model_name, data, task, report_dir, beam_size, keywords, limit, wor
     if baseline is not None:
         click.echo(json.dumps(res["comparison"]))
     click.echo(f"report: {paths['md']}")
+    failed = {f["path"]: f["error"] for r in (res, base if baseline is not None else {}) for f in r.get("failures", [])}
+    for line in failed.values():
+        click.echo(f"speechlstm: error: {line}", err=True)
+    if failed:
+        ctx.exit(1)
 
 
 @main.command()

@@ -211,3 +211,29 @@ def test_evaluate_against_a_baseline(tmp_path):
     r = CliRunner().invoke(main, ["evaluate", "--data", os.path.join(SAMPLES, "manifest.jsonl"), "--task", "kws",
                                   "--report", str(tmp_path / "k"), "--baseline", "commands"])
     assert r.exit_code == 1 and "--baseline compares transcribe or classify results, not kws" in r.output
+
+
+@pytest.mark.parametrize("task", ["classify", "kws"])
+def test_evaluate_reports_bad_files_and_goes_on(task, tmp_path):
+    """A non-audio file and a missing one: one line each on stderr, the good file still evaluated and
+    the report written, then exit status 1 (kws used to skip bad files without a word)."""
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    rows = [{"path": str(bad), "text": "yes"}, {"path": str(tmp_path / "missing.wav"), "text": "no"},
+            {"path": os.path.join(SAMPLES, "sc_yes.wav"), "text": "yes"}]
+    man = tmp_path / "m.jsonl"
+    man.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["evaluate", "--data", str(man), "--task", task, "--report", str(tmp_path / "rep")]
+    args += ["--keywords", "yes,no"] if task == "kws" else ["--baseline", "commands-distilled"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1
+    errors = r.stderr.strip().splitlines()
+    assert len(errors) == 2 and errors[0].startswith(f"speechlstm: error: {bad}: ") and "missing.wav" in errors[1], errors
+    rep = json.load(open(tmp_path / "rep" / "report.json"))
+    assert [f["path"] for f in rep["failures"]] == [str(bad), str(tmp_path / "missing.wav")]
+    if task == "classify":
+        assert rep["accuracy"] == 1.0 and rep["comparison"]["utterances"] == 1  # the good clip, in both models
+    else:
+        assert rep["positives"] == 1  # only the good clip's "yes" counted
+    md = open(tmp_path / "rep" / "report.md").read()
+    assert f"- {bad}: not a readable audio file" in md and f"{bad}: {bad}" not in md
