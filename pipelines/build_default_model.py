@@ -22,6 +22,10 @@ Splits
 ``--teacher MODEL`` (e.g. the shipped ``commands-ensemble``) adds knowledge distillation: the
 network also learns that model's frame posteriors (``TrainConfig.teacher``); the teacher was
 trained on these same splits, so no test speaker leaks in through it.
+
+``--average-best N`` keeps every epoch's weights and evaluates and exports ``model-avg.npz``, the
+mean of the N epochs with the lowest dev loss (``TrainConfig.average_best``), instead of the best
+epoch alone; ``model.npz`` (the best epoch) is still written beside it.
 """
 import json
 import os
@@ -149,6 +153,9 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
                    "learns beside the CTC loss (knowledge distillation; same front end and alphabet).")
 @click.option("--distill-weight", type=click.FloatRange(0, 100), default=1.0, show_default=True,
               help="Weight of the distillation term (with --teacher).")
+@click.option("--average-best", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Checkpoint averaging: keep every epoch's weights and evaluate/export the mean of the N epochs "
+                   "with the lowest dev loss (<run>/model-avg.npz) instead of the best epoch alone (0: off).")
 @click.option("--fsdd-test-speaker", default=FSDD_TEST_SPEAKER, show_default=True,
               help="The FSDD speaker held out for test (the other three train); another than george makes a "
                    "leave-one-speaker-out fold, its manifests named after the speaker.")
@@ -162,14 +169,16 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
 def main(data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies, sc_copies, sc_other_copies, fmax, p_telephone, p_trim, trim_max, p_hum,
-         p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, teacher, distill_weight, fsdd_test_speaker, seed, seeds,
-         run_name, workers, export_name):
+         p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, teacher, distill_weight, average_best, fsdd_test_speaker,
+         seed, seeds, run_name, workers, export_name):
     t_start = time.time()
     os.makedirs(work, exist_ok=True)
     try:
         seed_list = [int(x) for x in seeds.replace(",", " ").split()] if seeds else [seed]
     except ValueError:
         raise click.BadParameter(f"not a comma-separated list of integers: {seeds!r}", param_hint="--seeds") from None
+    if average_best == 1:
+        raise click.BadParameter("averaging needs at least 2 epochs (0 turns it off)", param_hint="--average-best")
     if len(set(seed_list)) != len(seed_list):
         raise click.BadParameter(f"a seed is repeated: {seeds!r}", param_hint="--seeds")
     run_name = run_name or ("uni" if unidirectional else "bi")
@@ -178,17 +187,18 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
                 sc_copies=sc_copies, sc_other_copies=sc_other_copies, fmax=fmax, p_telephone=p_telephone,
                 p_trim=p_trim, trim_max=trim_max, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, dev_mode=dev_mode,
                 arctic=arctic, ema=ema, dropout=dropout, teacher=teacher, distill_weight=distill_weight,
-                fsdd_test_speaker=fsdd_test_speaker, workers=workers)
+                average_best=average_best, fsdd_test_speaker=fsdd_test_speaker, workers=workers)
+    network_file = "model-avg.npz" if average_best else "model.npz"  # what each seed contributes
     if len(seed_list) == 1:
         m, run_dir = build_network(seed=seed_list[0], run_dir=os.path.join(work, run_name), **opts)
-        model_path = os.path.join(run_dir, "model.npz")
+        model_path = os.path.join(run_dir, network_file)
     else:
         from speechlstm.model import combine_models, load_model
 
         members = []
         for s in seed_list:
             m, member_dir = build_network(seed=s, run_dir=os.path.join(work, f"{run_name}s{s}"), **opts)
-            members.append(load_model(os.path.join(member_dir, "model.npz")))
+            members.append(load_model(os.path.join(member_dir, network_file)))
         run_dir = os.path.join(work, run_name)
         os.makedirs(run_dir, exist_ok=True)
         model_path = combine_models(members, name=members[0].name).save(os.path.join(run_dir, "model.npz"))
@@ -214,7 +224,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
 def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies,
                   sc_copies, sc_other_copies, fmax, p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, dev_mode,
                   arctic, ema, dropout, teacher, distill_weight, seed, run_dir, workers,
-                  fsdd_test_speaker=FSDD_TEST_SPEAKER):
+                  fsdd_test_speaker=FSDD_TEST_SPEAKER, average_best=0):
     """Stages 1-3 for one seed: synthesis, manifests, training into ``run_dir`` (resumed if it has
     a checkpoint).  Returns (manifest paths, run_dir)."""
     from speechlstm.train import TrainConfig, Trainer
@@ -279,7 +289,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
                       features={"cmvn": "global" if unidirectional else "utterance", "fmax": fmax},
                       augment=augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max),
                       vocabulary=list(SPEECH_COMMANDS_WORDS), patience=patience, ema=ema, dropout=dropout,
-                      teacher=teacher, distill_weight=distill_weight,
+                      teacher=teacher, distill_weight=distill_weight, average_best=average_best,
                       name="commands-stream" if unidirectional else "commands")
     Trainer(cfg).run(resume=True)
     return m, run_dir

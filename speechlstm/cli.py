@@ -394,6 +394,24 @@ def combine(models, out, name):
 
 
 @main.command()
+@click.argument("models", nargs=-1, required=True)
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output model file (.npz).")
+@click.option("--name", default="", help="The averaged model's name (default: the output file's).")
+def average(models, out, name):
+    """Average the weights of snapshots of one training run into one network (checkpoint averaging).
+
+    For epochs of the same run (e.g. its epochs/ folder, kept with average_best); networks trained
+    apart do not average — combine those instead.  The result costs one network's time."""
+    import os
+
+    from .model import average_models, load_model
+
+    name = name or os.path.splitext(os.path.basename(out))[0]
+    m = average_models([load_model(p) for p in models], name=name)
+    click.echo(f"wrote {m.save(out)}: the mean of {len(models)} networks")
+
+
+@main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="Base training config.")
 @click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2", help="Values to try (repeatable).")
 @click.option("--random", "n_random", type=int, default=0, help="Random search: this many draws from the grid.")

@@ -29,7 +29,7 @@ from .errors import ModelError, ParameterError
 from .features import FeatureConfig, FeatureStats
 from .nn import AcousticModel
 
-__all__ = ["Model", "load_model", "save_model", "read_model_file", "combine_models", "DEFAULT_MODEL",
+__all__ = ["Model", "load_model", "save_model", "read_model_file", "combine_models", "average_models", "DEFAULT_MODEL",
            "available_models"]
 
 FORMAT_VERSION = 1  # single-network files
@@ -194,6 +194,27 @@ class Model:
     from .transcribe import transcribe, classify, spot, stream, log_probs, member_log_probs  # noqa: E402,F401
 
 
+def _check_same_front_end(models: Sequence["Model"]) -> None:
+    """Refuse models that do not share the first one's feature config, CMVN statistics, alphabet,
+    vocabulary and device (what an ensemble or a weight average needs)."""
+    first = models[0]
+    for m in models[1:]:
+        if m.features.to_dict() != first.features.to_dict():
+            raise ParameterError(f"{m.name}: its feature config differs from {first.name}'s")
+        if m.alphabet.to_list() != first.alphabet.to_list():
+            raise ParameterError(f"{m.name}: its alphabet differs from {first.name}'s")
+        if (m.vocabulary or None) != (first.vocabulary or None):
+            raise ParameterError(f"{m.name}: its vocabulary differs from {first.name}'s")
+        same_stats = (m.stats is None and first.stats is None) or (
+            m.stats is not None and first.stats is not None and np.array_equal(m.stats.mean, first.stats.mean)
+            and np.array_equal(m.stats.std, first.stats.std))
+        if not same_stats:
+            raise ParameterError(f"{m.name}: its CMVN statistics differ from {first.name}'s")
+    devices = {m.device for m in models}
+    if len(devices) != 1:
+        raise ParameterError(f"the models are on different devices: {sorted(devices)}")
+
+
 def combine_models(models: Sequence["Model"], *, name: str = "") -> Model:
     """One model from several trained on the same front end: an ensemble.
 
@@ -215,18 +236,7 @@ def combine_models(models: Sequence["Model"], *, name: str = "") -> Model:
     if len(models) < 2:
         raise ParameterError(f"an ensemble needs at least two models, got {len(models)}")
     first = models[0]
-    for m in models[1:]:
-        if m.features.to_dict() != first.features.to_dict():
-            raise ParameterError(f"{m.name}: its feature config differs from {first.name}'s")
-        if m.alphabet.to_list() != first.alphabet.to_list():
-            raise ParameterError(f"{m.name}: its alphabet differs from {first.name}'s")
-        if (m.vocabulary or None) != (first.vocabulary or None):
-            raise ParameterError(f"{m.name}: its vocabulary differs from {first.name}'s")
-        same_stats = (m.stats is None and first.stats is None) or (
-            m.stats is not None and first.stats is not None and np.array_equal(m.stats.mean, first.stats.mean)
-            and np.array_equal(m.stats.std, first.stats.std))
-        if not same_stats:
-            raise ParameterError(f"{m.name}: its CMVN statistics differ from {first.name}'s")
+    _check_same_front_end(models)
     seen = {}
     for i, a in enumerate(a for m in models for a in m.members):
         key = _digest({k: np.asarray(v) for k, v in a.params.items()})
@@ -234,13 +244,59 @@ def combine_models(models: Sequence["Model"], *, name: str = "") -> Model:
             raise ParameterError(f"networks {seen[key] + 1} and {i + 1} are identical: an ensemble of copies "
                                  "costs more and scores the same")
         seen[key] = i
-    devices = {m.device for m in models}
-    if len(devices) != 1:
-        raise ParameterError(f"the models are on different devices: {sorted(devices)}")
     meta = {"name": name, "training": {"members": [{"name": m.name, "path": m.path, **m.meta.get("training", {})}
                                                    for m in models]}, "metrics": {}}
     return Model([a for m in models for a in m.members], first.features, first.alphabet, stats=first.stats,
                  vocabulary=first.vocabulary, meta=meta, device=first.device)
+
+
+def average_models(models: Sequence["Model"], *, name: str = "") -> Model:
+    """One network whose every weight is the mean of several networks' (checkpoint averaging).
+
+    Meant for snapshots of one training run (e.g. the epochs with the lowest dev loss, as
+    ``TrainConfig.average_best`` writes them): networks of one trajectory sit in one basin, so their
+    mean is a network too, at a single network's cost.  Independently trained networks do not — their
+    units are not aligned — so combine those with :func:`combine_models` instead.
+
+    Parameters
+    ----------
+    models : sequence of Model
+        at least two single-network models with the same architecture, feature config, CMVN
+        statistics, alphabet and vocabulary.
+    name : str
+        the new model's name.
+
+    Returns
+    -------
+    Model
+        one network (weights averaged in float64, stored as float32); its metrics are empty
+        (evaluate it anew) and its ``training`` entry lists the averaged models' summaries.
+    """
+    models = list(models)
+    if len(models) < 2:
+        raise ParameterError(f"averaging needs at least two models, got {len(models)}")
+    for m in models:
+        if len(m.members) != 1:
+            raise ParameterError(f"{m.name}: an ensemble of {len(m.members)} networks cannot be averaged "
+                                 "(average single networks, then combine)")
+    _check_same_front_end(models)
+    first = models[0].acoustic
+    for m in models[1:]:
+        if m.acoustic.config() != first.config():
+            raise ParameterError(f"{m.name}: its architecture {m.acoustic.config()} differs from "
+                                 f"{models[0].name}'s {first.config()}")
+    out = AcousticModel(**_network_kwargs(first.config()))
+    for k, v in out.params.items():
+        v[...] = np.mean([np.asarray(m.acoustic.params[k], np.float64) for m in models], axis=0)
+    meta = {"name": name, "training": {"averaged": [{"name": m.name, "path": m.path, **m.meta.get("training", {})}
+                                                    for m in models]}, "metrics": {}}
+    return Model(out, models[0].features, models[0].alphabet, stats=models[0].stats,
+                 vocabulary=models[0].vocabulary, meta=meta, device=models[0].device)
+
+
+def _network_kwargs(arch: dict) -> dict:
+    return dict(input_size=arch["input_size"], hidden_size=arch["hidden_size"], num_classes=arch["num_classes"],
+                num_layers=arch["num_layers"], bidirectional=arch["bidirectional"])
 
 
 def available_models() -> List[str]:
@@ -300,8 +356,7 @@ def load_model(name_or_path: Optional[str] = None, *, device: str = "cpu") -> Mo
 
 def _build_network(path: str, arch: dict, params: Dict[str, np.ndarray], prefix: str) -> AcousticModel:
     """One network of a model file: architecture ``arch``, weights ``params[prefix + name]``."""
-    acoustic = AcousticModel(arch["input_size"], arch["hidden_size"], arch["num_classes"],
-                             num_layers=arch["num_layers"], bidirectional=arch["bidirectional"])
+    acoustic = AcousticModel(**_network_kwargs(arch))
     missing = sorted(prefix + k for k in acoustic.params if prefix + k not in params)
     if missing:
         raise ModelError(f"{path}: missing weights {missing[:3]}")

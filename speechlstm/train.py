@@ -61,6 +61,8 @@ class TrainConfig:
     # when on, dev evaluation, model selection and the exported model use the averaged weights
     dropout: float = 0.0  # in training, drop each LSTM layer's output with this probability (0: off)
     patience: int = 5  # epochs without dev improvement before stopping
+    average_best: int = 0  # N > 0: keep every epoch's weights (<out_dir>/epochs/) and, when training ends, also
+    # write model-avg.npz, the mean of the N epochs with the lowest dev loss (checkpoint averaging; 0: off)
     spec_augment: bool = True
     teacher: str = ""  # a model (path or shipped name, an ensemble too) whose frame posteriors the network learns
     # to match beside the CTC loss (knowledge distillation; "": off); same features and alphabet
@@ -78,6 +80,8 @@ class TrainConfig:
         if not isinstance(self.teacher, str):
             raise ParameterError(f"teacher must be a model path or name, got {self.teacher!r}")
         check_real("distill_weight", self.distill_weight, 0.0, 100.0)
+        if not is_int(self.average_best) or self.average_best < 0 or self.average_best == 1:
+            raise ParameterError(f"average_best must be 0 (off) or a number of epochs >= 2, got {self.average_best!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -285,6 +289,8 @@ class Trainer:
         self.log_path = os.path.join(cfg.out_dir, "log.jsonl")
         self.ckpt_path = os.path.join(cfg.out_dir, "checkpoint.npz")
         self.best_path = os.path.join(cfg.out_dir, "model.npz")
+        self.average_path = os.path.join(cfg.out_dir, "model-avg.npz")
+        self.epochs_dir = os.path.join(cfg.out_dir, "epochs")
 
     # -- data -------------------------------------------------------------------------------------
     def _rows(self, sources):
@@ -494,6 +500,8 @@ class Trainer:
                 self._export(model, state, n_params)
             else:
                 state["bad_epochs"] += 1
+            if c.average_best:
+                self._export(model, state, n_params, path=self._epoch_path(epoch + 1))
             if ema is not None:
                 _assign(model, raw)
             state["epoch"] = epoch + 1
@@ -501,13 +509,39 @@ class Trainer:
             self._plot(state["history"])
             if c.progress:
                 print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}))
+        if c.average_best and state["history"]:
+            state["averaged_epochs"] = self._export_average(state["history"])
         return state
+
+    def _epoch_path(self, epoch: int) -> str:
+        return os.path.join(self.epochs_dir, f"epoch-{epoch:03d}.npz")
+
+    def _export_average(self, history) -> List[int]:
+        """Write model-avg.npz: the mean weights of the ``average_best`` epochs with the lowest dev
+        loss (training loss without a dev set; ties to the earlier epoch).  Returns those epochs."""
+        from .model import average_models, load_model
+
+        key = "dev_loss" if "dev_loss" in history[0] else "train_loss"
+        ranked = sorted(history, key=lambda r: (r[key], r["epoch"]))
+        epochs = sorted(r["epoch"] for r in ranked[: self.cfg.average_best])
+        paths = [self._epoch_path(e) for e in epochs]
+        missing = [p for p in paths if not os.path.exists(p)]
+        if missing:
+            raise DataError(f"{missing[0]}: no weights saved for that epoch (was the run started without "
+                            "average_best?); cannot write the averaged model")
+        snapshots = [load_model(p) for p in paths]
+        m = average_models(snapshots, name=self.cfg.name) if len(snapshots) > 1 else snapshots[0]
+        training = {k: v for k, v in snapshots[-1].meta.get("training", {}).items() if k not in ("dev", "best_epoch")}
+        m.meta["training"] = {**training, "averaged_epochs": epochs, "averaged_by": key}
+        m.meta["metrics"] = {}
+        m.save(self.average_path)
+        return epochs
 
     def _fingerprint(self) -> str:
         """What a resumed run must share with the checkpoint: config (less epochs and display
         settings) and the training data."""
         d = dataclasses.asdict(self.cfg)
-        for k in ("epochs", "patience", "progress", "workers", "out_dir", "cache_dir", "device"):
+        for k in ("epochs", "patience", "progress", "workers", "out_dir", "cache_dir", "device", "average_best"):
             d.pop(k, None)
         for k in ("ema", "dropout"):  # runs without them keep the fingerprint they had before the options existed
             if not d.get(k):
@@ -521,7 +555,7 @@ class Trainer:
         h.update(str(sum(x.shape[0] for x in self.train_x)).encode())
         return h.hexdigest()[:16]
 
-    def _export(self, model, state, n_params):
+    def _export(self, model, state, n_params, path: Optional[str] = None):
         c = self.cfg
         training = {"epochs": state["epoch"] + 1, "best_epoch": state["best_epoch"], "parameters": n_params,
                     "train_utterances": len(self.train_x), "train_audio_hours": round(self.train_audio_seconds / 3600, 3),
@@ -529,7 +563,9 @@ class Trainer:
                     "dev": {k: v for k, v in (state["history"][-1] if state["history"] else {}).items()}}
         if c.teacher:
             training["teacher_sha256"] = self.teacher_sha
-        save_model(self.best_path, model, features=self.fcfg, alphabet=self.alphabet, stats=self.stats,
+        if path:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        save_model(path or self.best_path, model, features=self.fcfg, alphabet=self.alphabet, stats=self.stats,
                    vocabulary=c.vocabulary or None, training=training, name=c.name)
 
     def _save_checkpoint(self, model, opt, state, ema=None):

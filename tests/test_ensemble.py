@@ -1,4 +1,5 @@
-"""Ensembles: several networks in one model file (combine_models, speechlstm combine)."""
+"""Ensembles: several networks in one model file (combine_models, speechlstm combine); and weight
+averages of snapshots (average_models, speechlstm average)."""
 import json
 import os
 
@@ -10,7 +11,7 @@ import speechlstm
 from speechlstm import ModelError, ParameterError
 from speechlstm.cli import main
 from speechlstm.kws import classify_scores
-from speechlstm.model import Model, combine_models, load_model, read_model_file
+from speechlstm.model import Model, average_models, combine_models, load_model, read_model_file
 from speechlstm.nn import AcousticModel
 
 SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "audio_samples")
@@ -161,4 +162,47 @@ def test_cli_combine_and_info(pair, tmp_path):
     assert r.exit_code == 1 and r.output.count("\n") == 1 and "missing.npz: no such model file" in r.output
     r = CliRunner().invoke(main, ["combine", a.path, "--out", str(tmp_path / "x.npz")])
     assert r.exit_code == 1 and "at least two models" in r.output
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_average_models_is_the_elementwise_mean(pair, tmp_path):
+    a, b, e = pair
+    c = _network(a, "c", seed=5)
+    m = average_models([a, b, c], name="mean3")
+    assert len(m.members) == 1 and m.name == "mean3" and m.meta["metrics"] == {}
+    assert [t["name"] for t in m.meta["training"]["averaged"]] == ["a", "b", "c"]
+    for k, v in m.acoustic.params.items():
+        ref = (a.acoustic.params[k].astype(np.float64) + b.acoustic.params[k] + c.acoustic.params[k]) / 3
+        assert v.dtype == np.float32
+        np.testing.assert_allclose(v, ref, rtol=0, atol=1e-7)
+    same = average_models([a, a])  # the mean of one network with itself is that network
+    assert all(np.array_equal(same.acoustic.params[k], v) for k, v in a.acoustic.params.items())
+    r = load_model(m.save(str(tmp_path / "mean3.npz")))  # it round-trips and still recognises speech
+    assert r.transcribe(os.path.join(SAMPLES, "go_left_stop.wav"))["text"] == "go left stop"
+
+
+def test_average_models_refusals(pair):
+    a, b, e = pair
+    with pytest.raises(ParameterError, match="at least two models"):
+        average_models([a])
+    with pytest.raises(ParameterError, match="ensemble of 2 networks cannot be averaged"):
+        average_models([a, e])
+    with pytest.raises(ParameterError, match="feature config differs"):
+        average_models([a, speechlstm.load_model("commands-stream")])
+    net = AcousticModel(a.acoustic.config()["input_size"], 96, a.acoustic.config()["num_classes"])
+    other = Model(net, a.features, a.alphabet, stats=a.stats, vocabulary=a.vocabulary, meta={"name": "h96"})
+    with pytest.raises(ParameterError, match="h96: its architecture"):
+        average_models([a, other])
+
+
+def test_cli_average(pair, tmp_path):
+    a, b, e = pair
+    out = tmp_path / "avg.npz"
+    r = CliRunner().invoke(main, ["average", a.path, b.path, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "the mean of 2 networks" in r.output and load_model(str(out)).name == "avg"
+    r = CliRunner().invoke(main, ["average", a.path, e.path, "--out", str(tmp_path / "x.npz")])
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "cannot be averaged" in r.output
+    r = CliRunner().invoke(main, ["average", a.path, str(tmp_path / "missing.npz"), "--out", str(tmp_path / "x.npz")])
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "missing.npz: no such model file" in r.output
     assert not (tmp_path / "x.npz").exists()

@@ -350,3 +350,41 @@ def test_training_runs_in_the_training_blas(tiny_corpus, tmp_path, monkeypatch):
     before = linalg.blas_backend()
     Trainer(_cfg(d, train, dev, tmp_path / "t", epochs=1)).run()
     assert seen == ["enter", "exit"] and linalg.blas_backend() == before
+
+
+def test_average_best_keeps_epochs_and_averages_the_lowest_dev_loss(tiny_corpus, tmp_path):
+    """average_best=2: every epoch's weights are kept, model-avg.npz is the element-wise mean of the
+    two epochs with the lowest dev loss (checked against the log and a NumPy mean), training itself
+    is unchanged (same checkpoint as a run without it), and a resumed run writes the same average."""
+    d, train, dev = tiny_corpus
+    run = tmp_path / "avg"
+    state = Trainer(_cfg(d, train, dev, run, epochs=4, average_best=2)).run()
+    log = [json.loads(l) for l in open(run / "log.jsonl")]
+    want = sorted(r["epoch"] for r in sorted(log, key=lambda r: (r["dev_loss"], r["epoch"]))[:2])
+    assert state["averaged_epochs"] == want
+    assert sorted(os.listdir(run / "epochs")) == [f"epoch-{e:03d}.npz" for e in (1, 2, 3, 4)]
+    snaps = [load_model(str(run / "epochs" / f"epoch-{e:03d}.npz")).acoustic.params for e in want]
+    avg = load_model(str(run / "model-avg.npz"))
+    assert avg.meta["training"]["averaged_epochs"] == want and avg.meta["metrics"] == {}
+    for k, v in avg.acoustic.params.items():
+        np.testing.assert_allclose(v, (snaps[0][k].astype(np.float64) + snaps[1][k]) / 2, rtol=0, atol=1e-7)
+    best = load_model(str(run / "model.npz")).acoustic.params  # the best epoch's snapshot is model.npz
+    best_snap = load_model(str(run / "epochs" / f"epoch-{state['best_epoch']:03d}.npz")).acoustic.params
+    assert all(np.array_equal(best[k], best_snap[k]) for k in best)
+    Trainer(_cfg(d, train, dev, tmp_path / "plain", epochs=4)).run()
+    with np.load(run / "checkpoint.npz") as za, np.load(tmp_path / "plain" / "checkpoint.npz") as zb:
+        assert all(np.array_equal(za[k], zb[k]) for k in za.files if k != "state")
+    Trainer(_cfg(d, train, dev, tmp_path / "res", epochs=2, average_best=2)).run()
+    Trainer(_cfg(d, train, dev, tmp_path / "res", epochs=4, average_best=2)).run(resume=True)
+    again = load_model(str(tmp_path / "res" / "model-avg.npz")).acoustic.params
+    assert all(np.array_equal(again[k], avg.acoustic.params[k]) for k in again)
+    for bad in (1, -1, 2.5, "3"):
+        with pytest.raises(ParameterError, match="average_best"):
+            _cfg(d, train, dev, tmp_path / "x", average_best=bad)
+
+
+def test_average_best_refuses_a_resume_without_snapshots(tiny_corpus, tmp_path):
+    d, train, dev = tiny_corpus
+    Trainer(_cfg(d, train, dev, tmp_path / "r", epochs=2)).run()
+    with pytest.raises(DataError, match=r"epoch-00\d\.npz: no weights saved"):
+        Trainer(_cfg(d, train, dev, tmp_path / "r", epochs=3, average_best=3)).run(resume=True)
