@@ -37,7 +37,7 @@ from numba.extending import intrinsic, overload
 
 from . import config
 from .errors import ParameterError
-from .gates import compile_gates
+from .gates import compile_gates, fma
 from .linalg import matmul, matmul_tn, mkl_gemm, mkl_gemm_packed, mkl_pack_b, prepare_blas, stack_transposed, use_mkl
 
 __all__ = ["lstm_forward", "lstm_backward", "LSTMCache", "Workspace", "check_weights", "check_input"]
@@ -189,7 +189,7 @@ def _forward_layer(gx, bias, whh, wx, lengths, h0, c0, y, hn, cn, gates_s, cells
                         fg = _sigmoid(a[H + j] + g[H + j])
                         gg = _tanh(a[2 * H + j] + g[2 * H + j])
                         og = _sigmoid(a[3 * H + j] + g[3 * H + j])
-                        cc = fg * cb[j] + ig * gg
+                        cc = fma(fg, cb[j], ig * gg)
                         hh = og * _tanh(cc)
                         cb[j] = cc
                         hb[j] = hh
@@ -205,7 +205,7 @@ def _forward_layer(gx, bias, whh, wx, lengths, h0, c0, y, hn, cn, gates_s, cells
                         fg = _sigmoid(a[H + j] + g[H + j])
                         gg = _tanh(a[2 * H + j] + g[2 * H + j])
                         og = _sigmoid(a[3 * H + j] + g[3 * H + j])
-                        cc = fg * cb[j] + ig * gg
+                        cc = fma(fg, cb[j], ig * gg)
                         hh = og * _tanh(cc)
                         cb[j] = cc
                         hb[j] = hh
@@ -277,7 +277,7 @@ def _forward_wavefront(x, w0_t, wr_t, whh_t, bias, lengths, h, c, ys, chunk, mkl
                         fg = _sigmoid(a[H + j] + g[H + j])
                         gg = _tanh(a[2 * H + j] + g[2 * H + j])
                         og = _sigmoid(a[3 * H + j] + g[3 * H + j])
-                        cc = fg * cb[j] + ig * gg
+                        cc = fma(fg, cb[j], ig * gg)
                         hh = og * _tanh(cc)
                         cb[j] = cc
                         hb[j] = hh
