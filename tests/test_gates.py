@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from speechlstm.gates import compile_gates
+from speechlstm.gates import compile_gates, fma
 
 
 @njit
@@ -79,3 +79,21 @@ def test_float32_tanh_keeps_its_relative_precision_near_zero():
     _apply(_TANH32, x, out)
     rel = np.abs(out / np.tanh(x.astype(np.float64)) - 1.0)
     assert rel.max() < 1e-6
+
+
+@njit
+def _fma_kernel(a, b, c, out, plain):
+    for i in range(a.size):
+        out[i] = fma(a[i], b[i], c[i])
+        plain[i] = a[i] * b[i] + c[i]
+
+
+@pytest.mark.parametrize("dtype, bits", [(np.float32, 12), (np.float64, 27)])
+def test_fma_rounds_once(dtype, bits):
+    """(1 + 2^-k)^2 - (1 + 2^-(k-1)) = 2^-2k exactly, which the product rounded first loses."""
+    a = np.array([1 + 2.0 ** -bits, 3.0, -2.5], dtype)
+    c = np.array([-(1 + 2.0 ** -(bits - 1)), 0.5, 1.0], dtype)
+    out, plain = np.empty_like(a), np.empty_like(a)
+    _fma_kernel(a, a, c, out, plain)
+    assert out.dtype == dtype and out[0] == dtype(2.0 ** (-2 * bits)) and plain[0] == 0.0
+    assert np.array_equal(out[1:], a[1:] * a[1:] + c[1:])
