@@ -264,4 +264,5 @@ def test_same_inputs_give_bit_identical_results_wherever_the_arrays_lie(bi, blas
         got = [y, y_eval, *state, gx, *[g for lw in gw for dw in lw for g in dw], *gs]
         if ref is None:
             ref = [a.copy() for a in got]
+            assert np.array_equal(y, y_eval)  # the training forward's loop (which also saves gates) alike
         assert all(np.array_equal(a, b) for a, b in zip(got, ref))
