@@ -177,8 +177,13 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
         seed_list = [int(x) for x in seeds.replace(",", " ").split()] if seeds else [seed]
     except ValueError:
         raise click.BadParameter(f"not a comma-separated list of integers: {seeds!r}", param_hint="--seeds") from None
-    if average_best == 1:
-        raise click.BadParameter("averaging needs at least 2 epochs (0 turns it off)", param_hint="--average-best")
+    from speechlstm.errors import ParameterError
+    from speechlstm.train import check_average_best
+
+    try:  # now, not after hours of synthesis and features
+        check_average_best(average_best)
+    except ParameterError as exc:
+        raise click.BadParameter(str(exc), param_hint="--average-best") from None
     if len(set(seed_list)) != len(seed_list):
         raise click.BadParameter(f"a seed is repeated: {seeds!r}", param_hint="--seeds")
     run_name = run_name or ("uni" if unidirectional else "bi")

@@ -34,6 +34,12 @@ from .nn import AcousticModel, Adam, _check_dropout, clip_grad_norm, frame_disti
 __all__ = ["TrainConfig", "Trainer", "load_config", "FeatureCache"]
 
 
+def check_average_best(n) -> None:
+    """``average_best`` is 0 (off) or how many epochs to average, at least two."""
+    if not is_int(n) or n < 0 or n == 1:
+        raise ParameterError(f"average_best must be 0 (off) or a number of epochs >= 2, got {n!r}")
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs (``speechlstm train --config CONFIG.toml``)."""
@@ -80,8 +86,7 @@ class TrainConfig:
         if not isinstance(self.teacher, str):
             raise ParameterError(f"teacher must be a model path or name, got {self.teacher!r}")
         check_real("distill_weight", self.distill_weight, 0.0, 100.0)
-        if not is_int(self.average_best) or self.average_best < 0 or self.average_best == 1:
-            raise ParameterError(f"average_best must be 0 (off) or a number of epochs >= 2, got {self.average_best!r}")
+        check_average_best(self.average_best)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
