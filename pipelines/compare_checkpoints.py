@@ -20,8 +20,10 @@ import click
 
 from speechlstm.alphabet import DIGIT_WORDS
 from speechlstm.data import read_manifest
+from speechlstm.errors import SpeechLSTMError
 from speechlstm.evaluate import compare, evaluate
 from speechlstm.model import average_models, load_model
+from speechlstm.train import best_epochs, epoch_weights_path
 
 
 def _sets(work, dev, synth):
@@ -44,22 +46,27 @@ def _models(run):
     for name in ("log.jsonl", "model.npz", "model-avg.npz"):
         if not os.path.isfile(os.path.join(run, name)):
             raise click.ClickException(f"{os.path.join(run, name)}: missing (was the run built with --average-best N?)")
-    with open(os.path.join(run, "log.jsonl")) as f:
-        log = [json.loads(line) for line in f if line.strip()]
-    ranked = sorted(log, key=lambda r: (r["dev_loss"], r["epoch"]))
+    try:
+        with open(os.path.join(run, "log.jsonl")) as f:
+            log = [json.loads(line) for line in f if line.strip()]
+    except ValueError as exc:
+        raise click.ClickException(f"{os.path.join(run, 'log.jsonl')}: not a training log ({exc})") from None
+    if not log:
+        raise click.ClickException(f"{os.path.join(run, 'log.jsonl')}: no epochs logged")
     models = {"best": load_model(os.path.join(run, "model.npz")), "avg5": load_model(os.path.join(run, "model-avg.npz"))}
     epochs = {}
+    for n in (1, 3, 10):
+        epochs[n] = best_epochs(log, n)[0]
     for n in (3, 10):
-        epochs[n] = sorted(r["epoch"] for r in ranked[:n])
         path = os.path.join(run, f"model-avg{n}.npz")
         if not os.path.exists(path):
-            snaps = [os.path.join(run, "epochs", f"epoch-{e:03d}.npz") for e in epochs[n]]
+            snaps = [epoch_weights_path(run, e) for e in epochs[n]]
             absent = [p for p in snaps if not os.path.isfile(p)]
             if absent:
                 raise click.ClickException(f"{absent[0]}: missing (the run kept no per-epoch weights)")
             average_models([load_model(p) for p in snaps], name=f"avg{n}").save(path)
         models[f"avg{n}"] = load_model(path)
-    return models, ranked, log, epochs
+    return models, log, epochs
 
 
 @click.command()
@@ -71,9 +78,12 @@ def _models(run):
 @click.option("--synth", default="", help="A synthetic sequence manifest to score by WER (e.g. seed 0's test set).")
 def main(run, out, work, dev, synth):
     sets = _sets(work, dev, synth)
-    models, ranked, log, epochs = _models(run)
+    try:
+        models, log, epochs = _models(run)
+    except SpeechLSTMError as exc:  # a truncated or tampered model file: ModelError names it
+        raise click.ClickException(str(exc)) from None
     os.makedirs(out, exist_ok=True)
-    summary = {"run": run, "best_epoch": ranked[0]["epoch"], "epochs_trained": len(log),
+    summary = {"run": run, "best_epoch": epochs[1][0], "epochs_trained": len(log),
                "avg5_epochs": models["avg5"].meta["training"].get("averaged_epochs"),
                "avg3_epochs": epochs[3], "avg10_epochs": epochs[10], "sets": {}}
     for name, (manifest, task, words, no_speech) in sets.items():
@@ -87,7 +97,7 @@ def main(run, out, work, dev, synth):
                 "error_rate_difference", "error_rate_difference_ci95", "only_model_right", "only_baseline_right",
                 "mcnemar_p")}
         click.echo(f"{name} " + json.dumps({k: round(v[key], 4) for k, v in summary["sets"][name].items()}))
-        with open(os.path.join(out, "summary.json"), "w") as f:
+        with open(os.path.join(out, "summary.json"), "w") as f:  # after every set: a stopped run keeps what it scored
             json.dump(summary, f, indent=1)
 
 

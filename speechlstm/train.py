@@ -15,7 +15,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -38,6 +38,19 @@ def check_average_best(n) -> None:
     """``average_best`` is 0 (off) or how many epochs to average, at least two."""
     if not is_int(n) or n < 0 or n == 1:
         raise ParameterError(f"average_best must be 0 (off) or a number of epochs >= 2, got {n!r}")
+
+
+def epoch_weights_path(out_dir: str, epoch: int) -> str:
+    """Where a run with ``average_best`` keeps one epoch's weights: ``<out_dir>/epochs/epoch-NNN.npz``."""
+    return os.path.join(out_dir, "epochs", f"epoch-{epoch:03d}.npz")
+
+
+def best_epochs(history: List[dict], n: int) -> Tuple[List[int], str]:
+    """The ``n`` epochs of a run's log (``log.jsonl`` records) with the lowest dev loss (training loss
+    without a dev set; ties to the earlier epoch), in epoch order, and the key they were ranked by."""
+    key = "dev_loss" if "dev_loss" in history[0] else "train_loss"
+    ranked = sorted(history, key=lambda r: (r[key], r["epoch"]))
+    return sorted(r["epoch"] for r in ranked[:n]), key
 
 
 @dataclass
@@ -295,7 +308,6 @@ class Trainer:
         self.ckpt_path = os.path.join(cfg.out_dir, "checkpoint.npz")
         self.best_path = os.path.join(cfg.out_dir, "model.npz")
         self.average_path = os.path.join(cfg.out_dir, "model-avg.npz")
-        self.epochs_dir = os.path.join(cfg.out_dir, "epochs")
 
     # -- data -------------------------------------------------------------------------------------
     def _rows(self, sources):
@@ -519,16 +531,14 @@ class Trainer:
         return state
 
     def _epoch_path(self, epoch: int) -> str:
-        return os.path.join(self.epochs_dir, f"epoch-{epoch:03d}.npz")
+        return epoch_weights_path(self.cfg.out_dir, epoch)
 
     def _export_average(self, history) -> List[int]:
         """Write model-avg.npz: the mean weights of the ``average_best`` epochs with the lowest dev
         loss (training loss without a dev set; ties to the earlier epoch).  Returns those epochs."""
         from .model import average_models, load_model
 
-        key = "dev_loss" if "dev_loss" in history[0] else "train_loss"
-        ranked = sorted(history, key=lambda r: (r[key], r["epoch"]))
-        epochs = sorted(r["epoch"] for r in ranked[: self.cfg.average_best])
+        epochs, key = best_epochs(history, self.cfg.average_best)
         paths = [self._epoch_path(e) for e in epochs]
         missing = [p for p in paths if not os.path.exists(p)]
         if missing:
