@@ -129,6 +129,9 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
                    "(its _unknown_ clips: 3-14 real takes per word against ~160 per command; default: --sc-copies).")
 @click.option("--fmax", default=4000.0, show_default=True,
               help="Highest mel frequency (Hz): 4000 makes 8 kHz (telephone, FSDD) and 16 kHz audio look alike.")
+@click.option("--n-mfcc", type=click.IntRange(min=1), default=None,
+              help="Cepstra kept per frame (each with its two deltas; at most the 40 mel bands, which 40 keeps "
+                   "whole).  [default: the front end's 13]")
 @click.option("--p-telephone", default=0.3, show_default=True, help="Share of augmented copies band-limited to 8 kHz.")
 @click.option("--p-trim", default=0.0, show_default=True,
               help="Share of augmented copies whose speech onset is clipped (tightly trimmed corpora).")
@@ -168,8 +171,8 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--workers", default=2, show_default=True)
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
-def main(data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies, sc_copies, sc_other_copies, fmax, p_telephone, p_trim, trim_max, p_hum,
-         p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, teacher, distill_weight, average_best, fsdd_test_speaker,
+def main(data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies, sc_copies, sc_other_copies, fmax, n_mfcc, p_telephone, p_trim, trim_max,
+         p_hum, p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, teacher, distill_weight, average_best, fsdd_test_speaker,
          seed, seeds, run_name, workers, export_name):
     t_start = time.time()
     os.makedirs(work, exist_ok=True)
@@ -184,12 +187,21 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
         check_average_best(average_best)
     except ParameterError as exc:
         raise click.BadParameter(str(exc), param_hint="--average-best") from None
+    features = {"cmvn": "global" if unidirectional else "utterance", "fmax": fmax}
+    if n_mfcc is not None:
+        features["n_mfcc"] = n_mfcc
+    from speechlstm.features import FeatureConfig
+
+    try:
+        FeatureConfig.from_dict(features)
+    except ParameterError as exc:
+        raise click.BadParameter(str(exc), param_hint="--n-mfcc" if "n_mfcc" in str(exc) else "--fmax") from None
     if len(set(seed_list)) != len(seed_list):
         raise click.BadParameter(f"a seed is repeated: {seeds!r}", param_hint="--seeds")
     run_name = run_name or ("uni" if unidirectional else "bi")
     opts = dict(data_root=data_root, work=work, epochs=epochs, patience=patience, hidden=hidden, layers=layers,
                 unidirectional=unidirectional, singles=singles, sequences=sequences, copies=copies,
-                sc_copies=sc_copies, sc_other_copies=sc_other_copies, fmax=fmax, p_telephone=p_telephone,
+                sc_copies=sc_copies, sc_other_copies=sc_other_copies, features=features, p_telephone=p_telephone,
                 p_trim=p_trim, trim_max=trim_max, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, dev_mode=dev_mode,
                 arctic=arctic, ema=ema, dropout=dropout, teacher=teacher, distill_weight=distill_weight,
                 average_best=average_best, fsdd_test_speaker=fsdd_test_speaker, workers=workers)
@@ -227,7 +239,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
 
 
 def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies,
-                  sc_copies, sc_other_copies, fmax, p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, dev_mode,
+                  sc_copies, sc_other_copies, features, p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, dev_mode,
                   arctic, ema, dropout, teacher, distill_weight, seed, run_dir, workers,
                   fsdd_test_speaker=FSDD_TEST_SPEAKER, average_best=0):
     """Stages 1-3 for one seed: synthesis, manifests, training into ``run_dir`` (resumed if it has
@@ -291,7 +303,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
     cfg = TrainConfig(train=[m["train"]], dev=[m["dev"]], out_dir=run_dir, cache_dir=os.path.join(work, "cache"),
                       noise=[noise_dir], augment_copies=copies, hidden_size=hidden, num_layers=layers,
                       bidirectional=not unidirectional, epochs=epochs, seed=seed, workers=workers,
-                      features={"cmvn": "global" if unidirectional else "utterance", "fmax": fmax},
+                      features=features,
                       augment=augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max),
                       vocabulary=list(SPEECH_COMMANDS_WORDS), patience=patience, ema=ema, dropout=dropout,
                       teacher=teacher, distill_weight=distill_weight, average_best=average_best,
