@@ -95,6 +95,7 @@ class TrainConfig:
 
     def __post_init__(self):  # on every construction (config file, code, tune's replace), before any work
         check_real("ema", self.ema, 0.0, 1.0, high_open=True)
+        check_real("weight_decay", self.weight_decay, 0.0, 1.0)  # decoupled (AdamW): each step shrinks by lr * this
         _check_dropout(self.dropout)
         if not isinstance(self.teacher, str):
             raise ParameterError(f"teacher must be a model path or name, got {self.teacher!r}")

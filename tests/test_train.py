@@ -388,3 +388,12 @@ def test_average_best_refuses_a_resume_without_snapshots(tiny_corpus, tmp_path):
     Trainer(_cfg(d, train, dev, tmp_path / "r", epochs=2)).run()
     with pytest.raises(DataError, match=r"epoch-00\d\.npz: no weights saved"):
         Trainer(_cfg(d, train, dev, tmp_path / "r", epochs=3, average_best=3)).run(resume=True)
+
+
+@pytest.mark.parametrize("bad", [-0.01, 1.5, float("nan"), True, "0.1"])
+def test_weight_decay_is_checked_when_the_config_is_made(bad):
+    from speechlstm.train import TrainConfig
+
+    with pytest.raises(ParameterError, match=r"weight_decay must be a number in \[0, 1\], got"):
+        TrainConfig(weight_decay=bad)
+    assert TrainConfig(weight_decay=0.01).weight_decay == 0.01
