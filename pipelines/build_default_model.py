@@ -198,6 +198,15 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
         FeatureConfig.from_dict(features)
     except ParameterError as exc:
         raise click.BadParameter(str(exc), param_hint="--n-mfcc" if "n_mfcc" in str(exc) else "--fmax") from None
+    if teacher:  # a teacher that cannot be read, or whose front end is not this run's, fails now
+        from speechlstm.alphabet import Alphabet
+        from speechlstm.errors import ModelError
+        from speechlstm.train import load_teacher
+
+        try:
+            load_teacher(teacher, FeatureConfig.from_dict(features), Alphabet())
+        except (ModelError, ParameterError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--teacher") from None
     if len(set(seed_list)) != len(seed_list):
         raise click.BadParameter(f"a seed is repeated: {seeds!r}", param_hint="--seeds")
     run_name = run_name or ("uni" if unidirectional else "bi")

@@ -31,7 +31,7 @@ from .metrics import wer
 from .model import save_model
 from .nn import AcousticModel, Adam, _check_dropout, clip_grad_norm, frame_distillation_loss, log_softmax
 
-__all__ = ["TrainConfig", "Trainer", "load_config", "FeatureCache"]
+__all__ = ["TrainConfig", "Trainer", "load_config", "FeatureCache", "load_teacher"]
 
 
 def check_average_best(n) -> None:
@@ -51,6 +51,28 @@ def best_epochs(history: List[dict], n: int) -> Tuple[List[int], str]:
     key = "dev_loss" if "dev_loss" in history[0] else "train_loss"
     ranked = sorted(history, key=lambda r: (r[key], r["epoch"]))
     return sorted(r["epoch"] for r in ranked[:n]), key
+
+
+def load_teacher(name: str, fcfg: FeatureConfig, alphabet: Alphabet):
+    """The model ``name`` (path or shipped name) as a distillation teacher for a run with front end
+    ``fcfg`` and ``alphabet``: refuses one whose front end (normalisation aside) or alphabet differs,
+    since its frames must line up with the network's, label for label.  Raises :class:`ModelError`
+    (unreadable model) or :class:`ParameterError` (it does not fit)."""
+    from .model import load_model
+
+    try:
+        teacher = load_model(name)
+    except ModelError as exc:
+        raise ModelError(f"teacher: {exc}") from None
+    mine, theirs = fcfg.to_dict(), teacher.features.to_dict()
+    mine.pop("cmvn"), theirs.pop("cmvn")  # the teacher normalises its features its own way
+    if mine != theirs:
+        diff = sorted(k for k in mine if mine[k] != theirs.get(k))
+        raise ParameterError(f"teacher {teacher.path}: its feature settings differ from this run's in {diff}")
+    if teacher.alphabet != alphabet:
+        raise ParameterError(f"teacher {teacher.path}: its alphabet {teacher.alphabet!r} differs from this "
+                             f"run's {alphabet!r}")
+    return teacher
 
 
 @dataclass
@@ -336,22 +358,8 @@ class Trainer:
         self.train_audio_seconds = sum(x.shape[0] for x in self.train_x) * float(self.fcfg.frame_period)
 
     def _load_teacher(self):
-        """The teacher model (its file's SHA-256 in ``teacher_sha``); refuses one whose front end or alphabet
-        differs from this run's (its frames must line up with the network's, label for label)."""
-        from .model import load_model
-
-        try:
-            teacher = load_model(self.cfg.teacher)
-        except ModelError as exc:
-            raise ModelError(f"teacher: {exc}") from None
-        mine, theirs = self.fcfg.to_dict(), teacher.features.to_dict()
-        mine.pop("cmvn"), theirs.pop("cmvn")  # the teacher normalises its features its own way
-        if mine != theirs:
-            diff = sorted(k for k in mine if mine[k] != theirs.get(k))
-            raise ParameterError(f"teacher {teacher.path}: its feature settings differ from this run's in {diff}")
-        if teacher.alphabet != self.alphabet:
-            raise ParameterError(f"teacher {teacher.path}: its alphabet {teacher.alphabet!r} differs from this "
-                                 f"run's {self.alphabet!r}")
+        """The teacher model (:func:`load_teacher`), its file's SHA-256 in ``teacher_sha``."""
+        teacher = load_teacher(self.cfg.teacher, self.fcfg, self.alphabet)
         h = hashlib.sha256()
         with open(teacher.path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):

@@ -397,3 +397,21 @@ def test_weight_decay_is_checked_when_the_config_is_made(bad):
     with pytest.raises(ParameterError, match=r"weight_decay must be a number in \[0, 1\], got"):
         TrainConfig(weight_decay=bad)
     assert TrainConfig(weight_decay=0.01).weight_decay == 0.01
+
+
+def test_load_teacher_checks_front_end_and_alphabet():
+    """The check the trainer and the build pipeline share: the shipped default fits its own front
+    end and alphabet, and is refused, naming the difference, for another of either."""
+    from speechlstm.alphabet import Alphabet
+    from speechlstm.model import load_model
+    from speechlstm.train import load_teacher
+
+    own = load_model("commands").features
+    assert load_teacher("commands", own, Alphabet()).name == "commands"
+    assert load_teacher("commands", own.replace(cmvn="global"), Alphabet()).name == "commands"  # its own CMVN
+    with pytest.raises(ParameterError, match=r"differ from this run's in \['n_mfcc'\]"):
+        load_teacher("commands", own.replace(n_mfcc=20), Alphabet())
+    with pytest.raises(ParameterError, match="alphabet"):
+        load_teacher("commands", own, Alphabet(" abc"))
+    with pytest.raises(ModelError, match="teacher: .*no-such"):
+        load_teacher("no-such.npz", own, Alphabet())
