@@ -195,7 +195,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
     from speechlstm.features import FeatureConfig
 
     try:
-        FeatureConfig.from_dict(features)
+        fcfg = FeatureConfig.from_dict(features)
     except ParameterError as exc:
         raise click.BadParameter(str(exc), param_hint="--n-mfcc" if "n_mfcc" in str(exc) else "--fmax") from None
     if teacher:  # a teacher that cannot be read, or whose front end is not this run's, fails now
@@ -204,7 +204,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
         from speechlstm.train import load_teacher
 
         try:
-            load_teacher(teacher, FeatureConfig.from_dict(features), Alphabet())
+            load_teacher(teacher, fcfg, Alphabet())
         except (ModelError, ParameterError) as exc:
             raise click.BadParameter(str(exc), param_hint="--teacher") from None
     if len(set(seed_list)) != len(seed_list):
