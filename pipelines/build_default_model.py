@@ -24,8 +24,8 @@ network also learns that model's frame posteriors (``TrainConfig.teacher``); the
 trained on these same splits, so no test speaker leaks in through it.
 
 ``--average-best N`` keeps every epoch's weights and evaluates and exports ``model-avg.npz``, the
-mean of the N epochs with the lowest dev loss (``TrainConfig.average_best``), instead of the best
-epoch alone; ``model.npz`` (the best epoch) is still written beside it.
+mean of the N best epochs (``TrainConfig.average_best``; by ``--select-by``, the dev loss unless
+told otherwise), instead of the best epoch alone; ``model.npz`` (the best epoch) is still written beside it.
 """
 import json
 import os
@@ -153,6 +153,9 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
               help="Dropout on each LSTM layer's output in training (0: off).")
 @click.option("--weight-decay", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Decoupled weight decay (AdamW): each step shrinks every weight by lr x this (0: off).")
+@click.option("--select-by", type=click.Choice(["loss", "wer"]), default="loss", show_default=True,
+              help="What early stopping and the kept epoch go by on the dev set: its CTC loss, or its greedy WER "
+                   "(the loss breaking ties).")
 @click.option("--teacher", default="",
               help="A model (path or shipped name, e.g. commands-ensemble) whose frame posteriors each network "
                    "learns beside the CTC loss (knowledge distillation; same front end and alphabet).")
@@ -174,7 +177,7 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
 def main(data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies, sc_copies, sc_other_copies, fmax, n_mfcc, p_telephone, p_trim, trim_max,
-         p_hum, p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, weight_decay, teacher, distill_weight, average_best, fsdd_test_speaker,
+         p_hum, p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, weight_decay, select_by, teacher, distill_weight, average_best, fsdd_test_speaker,
          seed, seeds, run_name, workers, export_name):
     t_start = time.time()
     os.makedirs(work, exist_ok=True)
@@ -214,7 +217,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
                 unidirectional=unidirectional, singles=singles, sequences=sequences, copies=copies,
                 sc_copies=sc_copies, sc_other_copies=sc_other_copies, features=features, p_telephone=p_telephone,
                 p_trim=p_trim, trim_max=trim_max, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, dev_mode=dev_mode,
-                arctic=arctic, ema=ema, dropout=dropout, weight_decay=weight_decay, teacher=teacher, distill_weight=distill_weight,
+                arctic=arctic, ema=ema, dropout=dropout, weight_decay=weight_decay, select_by=select_by, teacher=teacher, distill_weight=distill_weight,
                 average_best=average_best, fsdd_test_speaker=fsdd_test_speaker, workers=workers)
     network_file = "model-avg.npz" if average_best else "model.npz"  # what each seed contributes
     if len(seed_list) == 1:
@@ -252,7 +255,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
 def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies,
                   sc_copies, sc_other_copies, features, p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, dev_mode,
                   arctic, ema, dropout, teacher, distill_weight, seed, run_dir, workers,
-                  fsdd_test_speaker=FSDD_TEST_SPEAKER, average_best=0, weight_decay=0.0):
+                  fsdd_test_speaker=FSDD_TEST_SPEAKER, average_best=0, weight_decay=0.0, select_by="loss"):
     """Stages 1-3 for one seed: synthesis, manifests, training into ``run_dir`` (resumed if it has
     a checkpoint).  Returns (manifest paths, run_dir)."""
     from speechlstm.train import TrainConfig, Trainer
@@ -317,7 +320,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
                       features=features,
                       augment=augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max),
                       vocabulary=list(SPEECH_COMMANDS_WORDS), patience=patience, ema=ema, dropout=dropout,
-                      weight_decay=weight_decay,
+                      weight_decay=weight_decay, select_by=select_by,
                       teacher=teacher, distill_weight=distill_weight, average_best=average_best,
                       name="commands-stream" if unidirectional else "commands")
     Trainer(cfg).run(resume=True)

@@ -294,7 +294,16 @@ def train(config_path, resume, device):
         cfg.device = device
     resolve_device(cfg.device)  # a clear error before any feature is computed
     state = Trainer(cfg).run(resume=resume)
-    click.echo(f"best dev loss {state['best']:.4f} at epoch {state['best_epoch']}; model: {cfg.out_dir}/model.npz")
+    best = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), None)
+    if best is None:
+        click.echo(f"no epoch trained (epochs = {cfg.epochs}); nothing written to {cfg.out_dir}/model.npz")
+    elif "dev_loss" in best:
+        by = {"loss": "dev loss", "wer": "dev WER"}[cfg.select_by]
+        click.echo(f"best epoch {best['epoch']} by {by}: dev loss {best['dev_loss']:.4f}, dev WER {best['dev_wer']:.1%}; "
+                   f"model: {cfg.out_dir}/model.npz")
+    else:
+        click.echo(f"best epoch {best['epoch']} by training loss {best['train_loss']:.4f} (no dev set); "
+                   f"model: {cfg.out_dir}/model.npz")
 
 
 @main.command()

@@ -45,11 +45,26 @@ def epoch_weights_path(out_dir: str, epoch: int) -> str:
     return os.path.join(out_dir, "epochs", f"epoch-{epoch:03d}.npz")
 
 
-def best_epochs(history: List[dict], n: int) -> Tuple[List[int], str]:
-    """The ``n`` epochs of a run's log (``log.jsonl`` records) with the lowest dev loss (training loss
-    without a dev set; ties to the earlier epoch), in epoch order, and the key they were ranked by."""
-    key = "dev_loss" if "dev_loss" in history[0] else "train_loss"
-    ranked = sorted(history, key=lambda r: (r[key], r["epoch"]))
+SELECT_BY = ("loss", "wer")  # what picks a run's best epoch on the dev set (TrainConfig.select_by)
+
+
+def selection_key(rec: dict, select_by: str = "loss") -> List[float]:
+    """How one epoch's log record ranks for ``select_by`` (lower is better): ``[dev loss]``, or
+    ``[dev WER, dev loss]`` (WER first, the loss breaking ties); ``[training loss]`` without a dev set."""
+    if "dev_loss" not in rec:
+        return [rec["train_loss"]]
+    return [rec["dev_wer"], rec["dev_loss"]] if select_by == "wer" else [rec["dev_loss"]]
+
+
+def best_epochs(history: List[dict], n: int, select_by: str = "loss") -> Tuple[List[int], str]:
+    """The ``n`` best epochs of a run's log (``log.jsonl`` records) by :func:`selection_key` (ties to
+    the earlier epoch), in epoch order, and the key they were ranked by (``dev_loss``, ``dev_wer`` or
+    ``train_loss``)."""
+    if "dev_loss" not in history[0]:
+        key = "train_loss"
+    else:
+        key = "dev_wer" if select_by == "wer" else "dev_loss"
+    ranked = sorted(history, key=lambda r: (selection_key(r, select_by), r["epoch"]))
     return sorted(r["epoch"] for r in ranked[:n]), key
 
 
@@ -102,6 +117,8 @@ class TrainConfig:
     # when on, dev evaluation, model selection and the exported model use the averaged weights
     dropout: float = 0.0  # in training, drop each LSTM layer's output with this probability (0: off)
     patience: int = 5  # epochs without dev improvement before stopping
+    select_by: str = "loss"  # what "improvement" and the kept epoch (model.npz) go by: "loss" (dev CTC loss) or
+    # "wer" (dev greedy-decoding WER, the loss breaking ties); without a dev set, the training loss
     average_best: int = 0  # N > 0: keep every epoch's weights (<out_dir>/epochs/) and, when training ends, also
     # write model-avg.npz, the mean of the N epochs with the lowest dev loss (checkpoint averaging; 0: off)
     spec_augment: bool = True
@@ -123,6 +140,11 @@ class TrainConfig:
             raise ParameterError(f"teacher must be a model path or name, got {self.teacher!r}")
         check_real("distill_weight", self.distill_weight, 0.0, 100.0)
         check_average_best(self.average_best)
+        if self.select_by not in SELECT_BY:
+            raise ParameterError(f"select_by must be one of {list(SELECT_BY)}, got {self.select_by!r}")
+        if self.select_by == "wer" and not self.dev:
+            raise ParameterError("select_by = 'wer' needs a dev set ('dev' manifests): without one there is no WER "
+                                 "to select by")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -520,8 +542,9 @@ class Trainer:
             state["history"].append(rec)
             with open(self.log_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
-            metric = dev.get("loss", rec["train_loss"])
-            if metric < state["best"]:
+            metric = selection_key(rec, c.select_by)
+            best = state["best"] if isinstance(state["best"], list) else [state["best"]]  # a float before select_by
+            if metric < best:
                 state.update(best=metric, best_epoch=epoch + 1, bad_epochs=0)
                 self._export(model, state, n_params)
             else:
@@ -543,11 +566,11 @@ class Trainer:
         return epoch_weights_path(self.cfg.out_dir, epoch)
 
     def _export_average(self, history) -> List[int]:
-        """Write model-avg.npz: the mean weights of the ``average_best`` epochs with the lowest dev
-        loss (training loss without a dev set; ties to the earlier epoch).  Returns those epochs."""
+        """Write model-avg.npz: the mean weights of the ``average_best`` best epochs by ``select_by``
+        (:func:`best_epochs`; ties to the earlier epoch).  Returns those epochs."""
         from .model import average_models, load_model
 
-        epochs, key = best_epochs(history, self.cfg.average_best)
+        epochs, key = best_epochs(history, self.cfg.average_best, self.cfg.select_by)
         paths = [self._epoch_path(e) for e in epochs]
         missing = [p for p in paths if not os.path.exists(p)]
         if missing:
@@ -570,6 +593,8 @@ class Trainer:
         for k in ("ema", "dropout"):  # runs without them keep the fingerprint they had before the options existed
             if not d.get(k):
                 d.pop(k, None)
+        if d.get("select_by") == "loss":  # likewise; another select_by ranks epochs differently, so it counts
+            d.pop("select_by")
         if d.pop("teacher", ""):  # the teacher's contents count, not where it lies
             d["teacher_sha256"] = self.teacher_sha
         else:

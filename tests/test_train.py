@@ -415,3 +415,84 @@ def test_load_teacher_checks_front_end_and_alphabet():
         load_teacher("commands", own, Alphabet(" abc"))
     with pytest.raises(ModelError, match="teacher: .*no-such"):
         load_teacher("no-such.npz", own, Alphabet())
+
+
+# dev figures per epoch, scripted so that the two rules disagree: by loss epoch 2 is best; by WER
+# epochs 3 and 4 tie (0.5) and epoch 4's lower loss breaks the tie
+_SCRIPTED_DEV = [(3.0, 0.9), (2.0, 0.8), (2.5, 0.5), (2.4, 0.5), (2.7, 0.6), (2.8, 0.7)]
+
+
+def _scripted_trainer(cfg, start=0):
+    """A Trainer whose per-epoch dev evaluation returns _SCRIPTED_DEV[epoch] (training itself is real)."""
+    t = Trainer(cfg)
+    epochs = iter(range(start, len(_SCRIPTED_DEV)))
+
+    def evaluate(*args, **kw):
+        loss, w = _SCRIPTED_DEV[next(epochs)]
+        return {"loss": loss, "wer": w, "accuracy": 1.0 - w}
+
+    t.evaluate = evaluate
+    return t
+
+
+def test_select_by_wer_keeps_and_stops_by_dev_wer(tiny_corpus, tmp_path):
+    """select_by="wer": early stopping and model.npz go by dev WER, ties broken by the dev loss;
+    average_best ranks the same way; a resumed run ends where a straight one does, and a checkpoint
+    made under one rule is refused under the other."""
+    d, train, dev = tiny_corpus
+    by_loss = _scripted_trainer(_cfg(d, train, dev, tmp_path / "loss", epochs=6, patience=2, average_best=2)).run()
+    assert by_loss["best_epoch"] == 2 and len(by_loss["history"]) == 4  # epochs 3, 4 worse: stopped
+    assert by_loss["averaged_epochs"] == [2, 4]
+    run = tmp_path / "wer"
+    by_wer = _scripted_trainer(_cfg(d, train, dev, run, epochs=6, patience=2, average_best=2, select_by="wer")).run()
+    assert by_wer["best_epoch"] == 4 and len(by_wer["history"]) == 6  # epochs 5, 6 worse: stopped
+    assert by_wer["averaged_epochs"] == [3, 4]
+    kept = load_model(str(run / "model.npz"))
+    assert kept.meta["training"]["best_epoch"] == 4 and kept.meta["training"]["dev"]["dev_wer"] == 0.5
+    assert load_model(str(run / "model-avg.npz")).meta["training"]["averaged_by"] == "dev_wer"
+    snap = load_model(str(run / "epochs" / "epoch-004.npz")).acoustic.params
+    assert all(np.array_equal(kept.acoustic.params[k], snap[k]) for k in snap)
+
+    res = tmp_path / "res"
+    _scripted_trainer(_cfg(d, train, dev, res, epochs=3, patience=2, select_by="wer")).run()
+    again = _scripted_trainer(_cfg(d, train, dev, res, epochs=6, patience=2, select_by="wer"), start=3).run(resume=True)
+    assert again["best_epoch"] == 4 and again["best"] == by_wer["best"] == [0.5, 2.4]
+    with pytest.raises(DataError, match="another configuration"):
+        Trainer(_cfg(d, train, dev, res, epochs=7, patience=2)).run(resume=True)
+
+
+def test_select_by_is_checked_when_the_config_is_made(tiny_corpus, tmp_path):
+    d, train, dev = tiny_corpus
+    for bad in ("accuracy", "WER", "", 1):
+        with pytest.raises(ParameterError, match="select_by must be one of"):
+            _cfg(d, train, dev, tmp_path / "x", select_by=bad)
+    with pytest.raises(ParameterError, match="needs a dev set"):
+        TrainConfig(train=[train], out_dir=str(tmp_path / "x"), select_by="wer")
+    p = tmp_path / "c.toml"
+    p.write_text(f'train = ["{train}"]\nselect_by = "wer"\n')
+    with pytest.raises(DataError, match=r"c.toml: select_by = 'wer' needs a dev set"):
+        load_config(str(p))
+
+
+def test_train_cli_names_the_kept_epoch(tiny_corpus, tmp_path):
+    from click.testing import CliRunner
+
+    from speechlstm.cli import main
+
+    d, train, dev = tiny_corpus
+    p = tmp_path / "c.toml"
+    common = (f'train = ["{train}"]\ncache_dir = "{d / "cache"}"\nvocabulary = ["yes", "no", "go", "stop"]\n'
+              'hidden_size = 8\nnum_layers = 1\nepochs = 2\nbatch_size = 8\nworkers = 1\nprogress = false\n')
+    p.write_text(common + f'dev = ["{dev}"]\nout_dir = "w"\nselect_by = "wer"\n')
+    r = CliRunner().invoke(main, ["train", "--config", str(p)])
+    log = [json.loads(l) for l in open(tmp_path / "w" / "log.jsonl")]
+    best = min(log, key=lambda r: (r["dev_wer"], r["dev_loss"], r["epoch"]))
+    assert r.exit_code == 0, r.output
+    assert (f"best epoch {best['epoch']} by dev WER: dev loss {best['dev_loss']:.4f}, dev WER {best['dev_wer']:.1%}; "
+            f"model: {tmp_path / 'w'}/model.npz") in r.output
+    p.write_text(common + 'out_dir = "n"\n')
+    r = CliRunner().invoke(main, ["train", "--config", str(p)])
+    log = [json.loads(l) for l in open(tmp_path / "n" / "log.jsonl")]
+    best = min(log, key=lambda r: (r["train_loss"], r["epoch"]))
+    assert r.exit_code == 0, r.output
+    assert f"best epoch {best['epoch']} by training loss {best['train_loss']:.4f} (no dev set)" in r.output
