@@ -120,7 +120,7 @@ class TrainConfig:
     select_by: str = "loss"  # what "improvement" and the kept epoch (model.npz) go by: "loss" (dev CTC loss) or
     # "wer" (dev greedy-decoding WER, the loss breaking ties); without a dev set, the training loss
     average_best: int = 0  # N > 0: keep every epoch's weights (<out_dir>/epochs/) and, when training ends, also
-    # write model-avg.npz, the mean of the N epochs with the lowest dev loss (checkpoint averaging; 0: off)
+    # write model-avg.npz, the mean of the N best epochs by select_by (checkpoint averaging; 0: off)
     spec_augment: bool = True
     teacher: str = ""  # a model (path or shipped name, an ensemble too) whose frame posteriors the network learns
     # to match beside the CTC loss (knowledge distillation; "": off); same features and alphabet
