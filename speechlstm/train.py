@@ -48,24 +48,26 @@ def epoch_weights_path(out_dir: str, epoch: int) -> str:
 SELECT_BY = ("loss", "wer")  # what picks a run's best epoch on the dev set (TrainConfig.select_by)
 
 
+def _selection_fields(rec: dict, select_by: str) -> List[str]:
+    """The log fields an epoch ranks by, in order: ``dev_loss``, or ``dev_wer`` then ``dev_loss``;
+    ``train_loss`` without a dev set."""
+    if "dev_loss" not in rec:
+        return ["train_loss"]
+    return ["dev_wer", "dev_loss"] if select_by == "wer" else ["dev_loss"]
+
+
 def selection_key(rec: dict, select_by: str = "loss") -> List[float]:
     """How one epoch's log record ranks for ``select_by`` (lower is better): ``[dev loss]``, or
     ``[dev WER, dev loss]`` (WER first, the loss breaking ties); ``[training loss]`` without a dev set."""
-    if "dev_loss" not in rec:
-        return [rec["train_loss"]]
-    return [rec["dev_wer"], rec["dev_loss"]] if select_by == "wer" else [rec["dev_loss"]]
+    return [rec[k] for k in _selection_fields(rec, select_by)]
 
 
 def best_epochs(history: List[dict], n: int, select_by: str = "loss") -> Tuple[List[int], str]:
     """The ``n`` best epochs of a run's log (``log.jsonl`` records) by :func:`selection_key` (ties to
     the earlier epoch), in epoch order, and the key they were ranked by (``dev_loss``, ``dev_wer`` or
     ``train_loss``)."""
-    if "dev_loss" not in history[0]:
-        key = "train_loss"
-    else:
-        key = "dev_wer" if select_by == "wer" else "dev_loss"
     ranked = sorted(history, key=lambda r: (selection_key(r, select_by), r["epoch"]))
-    return sorted(r["epoch"] for r in ranked[:n]), key
+    return sorted(r["epoch"] for r in ranked[:n]), _selection_fields(history[0], select_by)[0]
 
 
 def load_teacher(name: str, fcfg: FeatureConfig, alphabet: Alphabet):
@@ -478,7 +480,7 @@ class Trainer:
         model = AcousticModel(self.fcfg.dim, c.hidden_size, len(self.alphabet), num_layers=c.num_layers,
                               bidirectional=c.bidirectional, seed=c.seed, dropout=c.dropout).to(c.device)
         opt = Adam(model.params, lr=c.lr, weight_decay=c.weight_decay)
-        state = {"epoch": 0, "step": 0, "best": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
+        state = {"epoch": 0, "step": 0, "best": [math.inf], "best_epoch": -1, "bad_epochs": 0, "history": [],
                  "cpu_seconds": 0.0}
         ema = {k: v.copy() for k, v in model.params.items()} if c.ema else None
         fingerprint = self._fingerprint()
@@ -543,7 +545,7 @@ class Trainer:
             with open(self.log_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
             metric = selection_key(rec, c.select_by)
-            best = state["best"] if isinstance(state["best"], list) else [state["best"]]  # a float before select_by
+            best = state["best"] if isinstance(state["best"], list) else [state["best"]]  # a checkpoint from before select_by
             if metric < best:
                 state.update(best=metric, best_epoch=epoch + 1, bad_epochs=0)
                 self._export(model, state, n_params)
