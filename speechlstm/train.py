@@ -188,6 +188,8 @@ def load_config(path: str) -> TrainConfig:
             d = tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise DataError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid TOML (not UTF-8 text)") from None
     base = os.path.dirname(os.path.abspath(path))
     try:
         cfg = TrainConfig.from_dict(d)

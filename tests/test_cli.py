@@ -167,6 +167,14 @@ def test_empty_training_config_names_the_file(tmp_path):
     assert r.exit_code == 1 and f"{tmp_path / 'empty.toml'}: training config needs" in r.output
 
 
+def test_binary_training_config_is_one_line(tmp_path):
+    (tmp_path / "bin.toml").write_bytes(b"train = 1\n\xd0\x00\xff not text")
+    r = subprocess.run([sys.executable, "-m", "speechlstm", "train", "--config", "bin.toml"], capture_output=True,
+                       text=True, cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == ["speechlstm: error: bin.toml: not valid TOML (not UTF-8 text)"]
+
+
 @pytest.mark.parametrize("env,message", [
     ({"SPEECHLSTM_BLAS": "fast"}, "speechlstm: error: SPEECHLSTM_BLAS='fast': BLAS must be one of auto, mkl, openblas, got 'fast'"),
     ({"SPEECHLSTM_BLAS": "mkl", "SPEECHLSTM_MKL_LIB": "/nonexistent/libmkl_rt.so.2"},
