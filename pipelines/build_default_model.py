@@ -12,7 +12,9 @@ Splits
 * FSDD: speaker ``george`` is held out for test; the other three train (with ``--dev mixed``, the
   default, their takes 45–49 are dev; with ``--dev heldout`` they train and dev is only the
   held-out Speech Commands speakers).  ``--fsdd-test-speaker`` holds out another of the four instead
-  (leave-one-speaker-out folds; the manifests then carry the speaker's name).
+  (leave-one-speaker-out folds; the manifests then carry the speaker's name), and
+  ``--fsdd-train-speakers`` trains on fewer of the other three (``none``, or a list: a learning curve
+  over real FSDD speakers; the manifests then carry their names).
 * ``speech_commands_sample`` (v0.01, speakers disjoint from v0.02): test only.
 * ``arctic_cathy`` (CMU ARCTIC read sentences, one speaker): with ``--arctic N``, N sentences train
   (character-level CTC on real read speech; prompts with digits are skipped); never dev or test.
@@ -43,6 +45,7 @@ from speechlstm.synth import ESPEAK_ACCENTS, FLITE_VOICES, espeak_variants, synt
 HELD_OUT_ACCENTS = ["en-029", "en-us-nyc"]
 HELD_OUT_FLITE = ["rms"]
 FSDD_TEST_SPEAKER = "george"
+FSDD_DEV_FIRST_TAKE = 45  # takes 45-49 of each training speaker are dev with --dev mixed
 EXCLUDED_VARIANTS = {"whisper", "whisperf", "Demonic", "UniRobot", "anikaRobot", "croak"}
 
 
@@ -54,6 +57,37 @@ def command_sequences(rng, n, max_words=6):
         pool = DIGIT_WORDS if rng.random() < 0.4 else SPEECH_COMMANDS_WORDS
         out.append(" ".join(str(w) for w in rng.choice(pool, k)))
     return out
+
+
+def fsdd_train_speakers_option(value, speakers, test_speaker):
+    """The FSDD speakers that train, from ``--fsdd-train-speakers``: "" (all but the test speaker),
+    "none", or a comma-separated list of speakers other than the test speaker."""
+    others = [s for s in speakers if s != test_speaker]
+    value = value.strip()
+    if not value:
+        return others
+    if value == "none":
+        return []
+    names = [x.strip() for x in value.split(",")]
+    for name in names:
+        if name not in others:
+            why = "is the test speaker" if name == test_speaker else "is not an FSDD speaker here"
+            raise click.BadParameter(f"{name!r} {why} (the training speakers may be: none or any of "
+                                     f"{', '.join(others)})", param_hint="--fsdd-train-speakers")
+    if len(set(names)) != len(names):
+        raise click.BadParameter(f"a speaker is repeated: {value!r}", param_hint="--fsdd-train-speakers")
+    return sorted(names)
+
+
+def fsdd_split(rows, test_speaker, train_speakers):
+    """(test, dev, train) rows of FSDD: the test speaker's clips; the training speakers' takes
+    45-49; their other takes.  Speakers in neither role are left out."""
+    def take(r):
+        return int(os.path.basename(r["path"])[:-4].split("_")[2])
+
+    test = [r for r in rows if r["speaker"] == test_speaker]
+    mine = [r for r in rows if r["speaker"] in set(train_speakers)]
+    return test, [r for r in mine if take(r) >= FSDD_DEV_FIRST_TAKE], [r for r in mine if take(r) < FSDD_DEV_FIRST_TAKE]
 
 
 def synthetic_voices(rng):
@@ -167,6 +201,9 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--fsdd-test-speaker", default=FSDD_TEST_SPEAKER, show_default=True,
               help="The FSDD speaker held out for test (the other three train); another than george makes a "
                    "leave-one-speaker-out fold, its manifests named after the speaker.")
+@click.option("--fsdd-train-speakers", default="",
+              help="Which other FSDD speakers train: comma-separated names, or 'none' (default: all three "
+                   "that are not held out). Fewer than three names the manifests after them.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--seeds", default="",
               help="Comma-separated seeds (overrides --seed): one network per seed, each trained like a single "
@@ -178,7 +215,7 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
               help="Name under speechlstm/models/ ('' to skip exporting).")
 def main(data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies, sc_copies, sc_other_copies, fmax, n_mfcc, p_telephone, p_trim, trim_max,
          p_hum, p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, weight_decay, select_by, teacher, distill_weight, average_best, fsdd_test_speaker,
-         seed, seeds, run_name, workers, export_name):
+         fsdd_train_speakers, seed, seeds, run_name, workers, export_name):
     t_start = time.time()
     os.makedirs(work, exist_ok=True)
     try:
@@ -218,7 +255,8 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
                 sc_copies=sc_copies, sc_other_copies=sc_other_copies, features=features, p_telephone=p_telephone,
                 p_trim=p_trim, trim_max=trim_max, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, dev_mode=dev_mode,
                 arctic=arctic, ema=ema, dropout=dropout, weight_decay=weight_decay, select_by=select_by, teacher=teacher, distill_weight=distill_weight,
-                average_best=average_best, fsdd_test_speaker=fsdd_test_speaker, workers=workers)
+                average_best=average_best, fsdd_test_speaker=fsdd_test_speaker,
+                fsdd_train_speakers=fsdd_train_speakers, workers=workers)
     network_file = "model-avg.npz" if average_best else "model.npz"  # what each seed contributes
     if len(seed_list) == 1:
         m, run_dir = build_network(seed=seed_list[0], run_dir=os.path.join(work, run_name), **opts)
@@ -255,7 +293,8 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
 def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies,
                   sc_copies, sc_other_copies, features, p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, dev_mode,
                   arctic, ema, dropout, teacher, distill_weight, seed, run_dir, workers,
-                  fsdd_test_speaker=FSDD_TEST_SPEAKER, average_best=0, weight_decay=0.0, select_by="loss"):
+                  fsdd_test_speaker=FSDD_TEST_SPEAKER, fsdd_train_speakers="", average_best=0, weight_decay=0.0,
+                  select_by="loss"):
     """Stages 1-3 for one seed: synthesis, manifests, training into ``run_dir`` (resumed if it has
     a checkpoint).  Returns (manifest paths, run_dir)."""
     from speechlstm.train import TrainConfig, Trainer
@@ -265,14 +304,15 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
     if fsdd_test_speaker not in speakers:  # before anything is synthesized
         raise click.BadParameter(f"{fsdd_test_speaker!r} is not an FSDD speaker here (they are: {', '.join(speakers)})",
                                  param_hint="--fsdd-test-speaker")
+    fsdd_trainers = fsdd_train_speakers_option(fsdd_train_speakers, speakers, fsdd_test_speaker)
     # 1. synthesis
     syn_train, syn_test = synthetic_sets(work, seed, singles, sequences, 300, workers)
     # 2. manifests
     sc = split_by_speaker(read_speech_commands(os.path.join(data_root, "speech_commands_v2_half")), test=0.25, dev=0.10)
-    fsdd_test = [r for r in fsdd if r["speaker"] == fsdd_test_speaker]
-    fsdd_dev = [r for r in fsdd if r["speaker"] != fsdd_test_speaker and int(os.path.basename(r["path"])[:-4].split("_")[2]) >= 45]
-    fsdd_train = [r for r in fsdd if r["speaker"] != fsdd_test_speaker and r not in fsdd_dev]
+    fsdd_test, fsdd_dev, fsdd_train = fsdd_split(fsdd, fsdd_test_speaker, fsdd_trainers)
     fold = "" if fsdd_test_speaker == FSDD_TEST_SPEAKER else f"-fsdd{fsdd_test_speaker}"
+    all_trainers = len(fsdd_trainers) == len(speakers) - 1
+    trained_by = "" if all_trainers else f"-fsddtrain-{'-'.join(fsdd_trainers) or 'none'}"
     noise_only = noise_clips(work, None, seed)
     arctic_rows = []
     if arctic:
@@ -298,7 +338,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
         sfx = f"{sfx}-other{sc_other_copies}"
     if arctic_rows:
         train_rows, sfx = train_rows + arctic_rows, f"{sfx}-arctic{len(arctic_rows)}"
-    sfx += fold
+    sfx += fold + trained_by
     m["train"] = write_manifest(train_rows, os.path.join(work, f"train{sfx}.jsonl"))
     m["dev"] = write_manifest(dev_rows, os.path.join(work, f"dev{sfx}.jsonl"))
     m["test_sc"] = write_manifest(sc["test"], os.path.join(work, "test_sc_v2.jsonl"))
