@@ -85,8 +85,9 @@ def fsdd_split(rows, test_speaker, train_speakers):
     def take(r):
         return int(os.path.basename(r["path"])[:-4].split("_")[2])
 
+    trainers = set(train_speakers)
     test = [r for r in rows if r["speaker"] == test_speaker]
-    mine = [r for r in rows if r["speaker"] in set(train_speakers)]
+    mine = [r for r in rows if r["speaker"] in trainers]
     return test, [r for r in mine if take(r) >= FSDD_DEV_FIRST_TAKE], [r for r in mine if take(r) < FSDD_DEV_FIRST_TAKE]
 
 
