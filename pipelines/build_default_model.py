@@ -38,6 +38,7 @@ import click
 import numpy as np
 
 from speechlstm.alphabet import DIGIT_WORDS
+from speechlstm.cli import PipelineCommand
 from speechlstm.data import (SPEECH_COMMANDS_WORDS, read_fsdd, read_speech_commands, read_text_pairs, split_by_speaker,
                              write_manifest)
 from speechlstm.synth import ESPEAK_ACCENTS, FLITE_VOICES, espeak_variants, synthesize, voice_pool
@@ -145,7 +146,7 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
     return d
 
 
-@click.command()
+@click.command(cls=PipelineCommand)
 @click.option("--data", "data_root", default="../shared/data", show_default=True, help="Folder with the corpora.")
 @click.option("--work", default="runs/default", show_default=True, help="Working folder (synthesis, cache, runs).")
 @click.option("--epochs", default=30, show_default=True)

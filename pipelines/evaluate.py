@@ -14,12 +14,13 @@ import click
 import numpy as np
 
 from build_default_model import FSDD_TEST_SPEAKER, command_sequences, synthetic_voices
+from speechlstm.cli import PipelineCommand
 from speechlstm.data import SPEECH_COMMANDS_WORDS, read_fsdd, read_speech_commands, split_by_speaker, write_manifest
 from speechlstm.evaluate import evaluate, evaluate_model_suite, write_report
 from speechlstm.synth import synthesize
 
 
-@click.command()
+@click.command(cls=PipelineCommand)
 @click.option("--data", "data_root", default="../shared/data", show_default=True)
 @click.option("--work", default="runs/eval", show_default=True)
 @click.option("--model", "model_name", default=None, help="Model name or path (default: shipped).")

@@ -13,7 +13,12 @@ from .device import DEVICES
 from .errors import ParameterError, SpeechLSTMError, error_line
 
 
-class _Group(click.Group):
+class _OneLineErrors:
+    """``invoke`` with the library's failures (and OS errors) as one line on stderr,
+    ``<prog>: error: <file>: <problem>``, and exit status 1; a closed output pipe ends quietly."""
+
+    prog = None  # the prefix; None: the command's own name (a pipeline script's file name)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -26,8 +31,17 @@ class _Group(click.Group):
         except (SpeechLSTMError, OSError, MemoryError) as exc:
             if ctx.meta.get("speechlstm.debug"):
                 raise
-            click.echo(f"speechlstm: error: {error_line(exc)}", err=True)
+            click.echo(f"{self.prog or ctx.info_name}: error: {error_line(exc)}", err=True)
             ctx.exit(1)
+
+
+class _Group(_OneLineErrors, click.Group):
+    prog = "speechlstm"
+
+
+class PipelineCommand(_OneLineErrors, click.Command):
+    """``@click.command(cls=PipelineCommand)`` for the scripts in ``pipelines/``: the CLI's one-line
+    errors (a missing corpus folder, an unreadable model) instead of a traceback."""
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -57,3 +57,18 @@ def test_fsdd_split_roles(build):
     assert {r["speaker"] for r in dev + train} == {"lucas"} and len(test) == 8
     test, dev, train = build.fsdd_split(rows, "george", [])
     assert dev == [] and train == [] and len(test) == 8
+
+
+@pytest.mark.parametrize("script", ["build_default_model.py", "evaluate.py"])
+def test_missing_corpus_is_one_line(tmp_path, script):
+    """A --data folder without the corpora: one line naming the missing folder, exit 1, no traceback."""
+    import subprocess
+    import sys
+
+    pipelines = os.path.join(os.path.dirname(__file__), os.pardir, "pipelines")
+    r = subprocess.run([sys.executable, os.path.join(pipelines, script), "--data", str(tmp_path / "data"),
+                        "--work", str(tmp_path / "work")], capture_output=True, text=True)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{script}: error: {tmp_path / 'data'}/")
+    assert lines[0].endswith(": no such directory")
