@@ -155,6 +155,10 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--hidden", default=128, show_default=True)
 @click.option("--layers", default=2, show_default=True)
 @click.option("--unidirectional", is_flag=True, help="Train the streaming (unidirectional, global CMVN) variant.")
+@click.option("--cmvn", type=click.Choice(["utterance", "global"]), default=None,
+              help="Feature normalisation: each clip by its own mean and deviation, or by the training set's "
+                   "(robust to clips cut tightly around the word, as FSDD's are).  [default: utterance; global "
+                   "with --unidirectional]")
 @click.option("--singles", default=60, show_default=True, help="Synthetic renders per vocabulary word.")
 @click.option("--sequences", default=3000, show_default=True, help="Synthetic word sequences.")
 @click.option("--copies", default=2, show_default=True, help="Augmented copies per clip.")
@@ -215,7 +219,7 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--workers", default=2, show_default=True)
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
-def main(data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies, sc_copies, sc_other_copies, fmax, n_mfcc, p_telephone, p_trim, trim_max,
+def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn, singles, sequences, copies, sc_copies, sc_other_copies, fmax, n_mfcc, p_telephone, p_trim, trim_max,
          p_hum, p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, weight_decay, select_by, teacher, distill_weight, average_best, fsdd_test_speaker,
          fsdd_train_speakers, seed, seeds, run_name, workers, export_name):
     t_start = time.time()
@@ -231,7 +235,10 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, sing
         check_average_best(average_best)
     except ParameterError as exc:
         raise click.BadParameter(str(exc), param_hint="--average-best") from None
-    features = {"cmvn": "global" if unidirectional else "utterance", "fmax": fmax}
+    if unidirectional and cmvn == "utterance":
+        raise click.BadParameter("a streaming (unidirectional) model cannot normalise by the whole clip; "
+                                 "use --cmvn global", param_hint="--cmvn")
+    features = {"cmvn": cmvn or ("global" if unidirectional else "utterance"), "fmax": fmax}
     if n_mfcc is not None:
         features["n_mfcc"] = n_mfcc
     from speechlstm.features import FeatureConfig
