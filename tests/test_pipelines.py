@@ -72,3 +72,48 @@ def test_missing_corpus_is_one_line(tmp_path, script):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{script}: error: {tmp_path / 'data'}/")
     assert lines[0].endswith(": no such directory")
+
+
+def _run_pipeline(script, *args):
+    import subprocess
+    import sys
+
+    pipelines = os.path.join(os.path.dirname(__file__), os.pardir, "pipelines")
+    return subprocess.run([sys.executable, os.path.join(pipelines, script), *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_streaming_model_refuses_per_clip_cmvn(tmp_path):
+    """Checked before any corpus is read: a unidirectional model cannot normalise by the whole clip."""
+    r = _run_pipeline("build_default_model.py", "--unidirectional", "--cmvn", "utterance",
+                      "--data", tmp_path / "data", "--work", tmp_path / "work")
+    assert r.returncode == 2 and "Invalid value for --cmvn" in r.stderr and "--cmvn global" in r.stderr
+    assert not (tmp_path / "work" / "synth").exists()
+
+
+def test_trimmed_set_cuts_words_keeps_silence_and_reports_bad_files(tmp_path):
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    sr = 16000
+    t = np.arange(int(0.4 * sr)) / sr
+    word = 0.5 * np.sin(2 * np.pi * 220 * t) * np.hanning(t.size) ** 0.1
+    quiet = np.zeros(int(0.3 * sr))
+    sf.write(tmp_path / "word.wav", np.concatenate([quiet, word, quiet]), sr)
+    sf.write(tmp_path / "noise.wav", 0.01 * np.random.default_rng(0).standard_normal(sr), sr)
+    rows = [{"path": str(tmp_path / "word.wav"), "text": "go", "speaker": "a"},
+            {"path": str(tmp_path / "noise.wav"), "text": "", "speaker": "b", "label": "_silence_"},
+            {"path": str(tmp_path / "gone.wav"), "text": "no", "speaker": "c"}]
+    manifest = tmp_path / "in.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = _run_pipeline("trimmed_set.py", manifest, "--out", tmp_path / "out")
+    assert r.returncode == 1  # one file failed, the others were written
+    errors = r.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"{tmp_path / 'gone.wav'}: skipped: ")
+    out = [json.loads(line) for line in (tmp_path / "out" / "trimmed.jsonl").read_text().splitlines()]
+    assert [o["text"] for o in out] == ["go", ""]
+    assert out[1] == rows[1]  # no speech: copied as it is
+    y, got_sr = sf.read(out[0]["path"])
+    assert got_sr == sr and abs(y.size / sr - 0.4) < 0.05 and out[0]["duration"] == round(y.size / sr, 3)
