@@ -134,11 +134,13 @@ def noise_clips(work, rows, seed, n=150):
     return out
 
 
-def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.1):
+def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.1, p_trim_end=0.0):
     """Augmenter settings; the newer fields only when used, so older runs keep their cache keys."""
     d = {"p_telephone": p_telephone}
     if p_trim:
         d.update(p_trim=p_trim, trim_s=[0.0, trim_max])
+    if p_trim_end:
+        d["p_trim_end"] = p_trim_end
     if p_hum:
         d["p_hum"] = p_hum
     if p_vtlp:
@@ -176,6 +178,9 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--p-trim", default=0.0, show_default=True,
               help="Share of augmented copies whose speech onset is clipped (tightly trimmed corpora).")
 @click.option("--trim-max", default=0.08, show_default=True, help="Longest onset clip (s).")
+@click.option("--p-trim-end", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of augmented copies whose silence after the speech is cut (with --p-trim: clips cut "
+                   "tightly at both ends, as FSDD's are).")
 @click.option("--p-hum", default=0.0, show_default=True, help="Share of augmented copies given tonal hum.")
 @click.option("--p-vtlp", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of augmented copies given a vocal-tract-length warp of the spectrum.")
@@ -220,7 +225,7 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
 def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn, singles, sequences, copies, sc_copies, sc_other_copies, fmax, n_mfcc, p_telephone, p_trim, trim_max,
-         p_hum, p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, weight_decay, select_by, teacher, distill_weight, average_best, fsdd_test_speaker,
+         p_trim_end, p_hum, p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, weight_decay, select_by, teacher, distill_weight, average_best, fsdd_test_speaker,
          fsdd_train_speakers, seed, seeds, run_name, workers, export_name):
     t_start = time.time()
     os.makedirs(work, exist_ok=True)
@@ -262,7 +267,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn
     opts = dict(data_root=data_root, work=work, epochs=epochs, patience=patience, hidden=hidden, layers=layers,
                 unidirectional=unidirectional, singles=singles, sequences=sequences, copies=copies,
                 sc_copies=sc_copies, sc_other_copies=sc_other_copies, features=features, p_telephone=p_telephone,
-                p_trim=p_trim, trim_max=trim_max, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, dev_mode=dev_mode,
+                p_trim=p_trim, trim_max=trim_max, p_trim_end=p_trim_end, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, dev_mode=dev_mode,
                 arctic=arctic, ema=ema, dropout=dropout, weight_decay=weight_decay, select_by=select_by, teacher=teacher, distill_weight=distill_weight,
                 average_best=average_best, fsdd_test_speaker=fsdd_test_speaker,
                 fsdd_train_speakers=fsdd_train_speakers, workers=workers)
@@ -300,7 +305,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn
 
 
 def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirectional, singles, sequences, copies,
-                  sc_copies, sc_other_copies, features, p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, dev_mode,
+                  sc_copies, sc_other_copies, features, p_telephone, p_trim, trim_max, p_trim_end, p_hum, p_vtlp, vtlp_max, dev_mode,
                   arctic, ema, dropout, teacher, distill_weight, seed, run_dir, workers,
                   fsdd_test_speaker=FSDD_TEST_SPEAKER, fsdd_train_speakers="", average_best=0, weight_decay=0.0,
                   select_by="loss"):
@@ -367,7 +372,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
                       noise=[noise_dir], augment_copies=copies, hidden_size=hidden, num_layers=layers,
                       bidirectional=not unidirectional, epochs=epochs, seed=seed, workers=workers,
                       features=features,
-                      augment=augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max),
+                      augment=augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, p_trim_end),
                       vocabulary=list(SPEECH_COMMANDS_WORDS), patience=patience, ema=ema, dropout=dropout,
                       weight_decay=weight_decay, select_by=select_by,
                       teacher=teacher, distill_weight=distill_weight, average_best=average_best,

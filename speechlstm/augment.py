@@ -101,6 +101,17 @@ def reverb(y: np.ndarray, rng: np.random.Generator, sr: int = SAMPLE_RATE, *, rt
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
+def _loud_frames(y: np.ndarray, sr: int, threshold_db: float):
+    """(hop, mask) of the 10 ms frames of ``y`` within ``threshold_db`` of its loudest one; None
+    when ``y`` has fewer than two frames."""
+    hop = max(1, int(0.01 * sr))
+    n = y.size // hop
+    if n < 2:
+        return None
+    frames = np.square(y[: n * hop].astype(np.float64)).reshape(n, hop).mean(axis=1)
+    return hop, frames >= frames.max() * 10 ** (threshold_db / 10.0)
+
+
 def trim_onset(y: np.ndarray, cut_s: float, sr: int = SAMPLE_RATE, *, threshold_db: float = -35.0) -> np.ndarray:
     """Clip the start of the speech: drop everything before the first 10 ms frame within
     ``threshold_db`` of the loudest one, plus ``cut_s`` seconds more.
@@ -108,16 +119,32 @@ def trim_onset(y: np.ndarray, cut_s: float, sr: int = SAMPLE_RATE, *, threshold_
     Mimics corpora trimmed tightly around each word (FSDD), where the first consonant is often
     partly cut. Returns ``y`` unchanged when it is too short to keep 100 ms after the cut.
     """
-    hop = max(1, int(0.01 * sr))
-    n = y.size // hop
-    if n < 2:
+    loud = _loud_frames(y, sr, threshold_db)
+    if loud is None:
         return y
-    frames = np.square(y[: n * hop].astype(np.float64)).reshape(n, hop).mean(axis=1)
-    loud = frames >= frames.max() * 10 ** (threshold_db / 10.0)
-    start = int(np.argmax(loud)) * hop + int(round(cut_s * sr))
+    hop, mask = loud
+    start = int(np.argmax(mask)) * hop + int(round(cut_s * sr))
     if y.size - start < int(0.1 * sr):
         return y
     return y[start:].copy()
+
+
+def trim_end(y: np.ndarray, keep_s: float, sr: int = SAMPLE_RATE, *, threshold_db: float = -35.0) -> np.ndarray:
+    """Cut the silence after the speech: keep up to the end of the last 10 ms frame within
+    ``threshold_db`` of the loudest one, plus ``keep_s`` seconds.
+
+    With :func:`trim_onset`, mimics clips cut tightly at both ends (FSDD, end-pointed recordings),
+    whose per-clip feature mean is the word's own spectrum rather than mostly silence. Returns
+    ``y`` unchanged when it has under two frames or under 100 ms would be left.
+    """
+    loud = _loud_frames(y, sr, threshold_db)
+    if loud is None:
+        return y
+    hop, mask = loud
+    end = (mask.size - int(np.argmax(mask[::-1]))) * hop + int(round(keep_s * sr))
+    if end >= y.size or end < int(0.1 * sr):
+        return y
+    return y[:end].copy()
 
 
 def spec_augment(x: np.ndarray, rng: np.random.Generator, *, time_masks: int = 2, max_time: int = 5,
@@ -149,6 +176,7 @@ _RANGE_BOUNDS = {  # Augmenter's (low, high) settings and the values each may ta
     "gain_db": (-math.inf, math.inf),
     "speed": SPEED_RANGE,
     "trim_s": (0.0, math.inf),
+    "trim_end_s": (0.0, math.inf),
     "hum_snr_db": (-math.inf, math.inf),
     "vtlp": WARP_RANGE,
 }
@@ -169,6 +197,8 @@ class Augmenter:
     p_reverb: float = 0.2
     p_trim: float = 0.0  # share of clips whose speech onset is clipped (see trim_onset)
     trim_s: tuple = (0.0, 0.08)  # seconds cut after the detected onset
+    p_trim_end: float = 0.0  # share of clips whose silence after the speech is cut (see trim_end)
+    trim_end_s: tuple = (0.0, 0.03)  # seconds kept after the last loud frame
     p_hum: float = 0.0  # share of clips given stationary tonal noise (see hum)
     hum_snr_db: tuple = (10.0, 30.0)
     p_vtlp: float = 0.0  # share of clips given a frequency warp (vocal-tract-length perturbation)
@@ -204,6 +234,8 @@ class Augmenter:
     def __call__(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.p_trim and rng.random() < self.p_trim:
             y = trim_onset(y, float(rng.uniform(*self.trim_s)), self.sr)
+        if self.p_trim_end and rng.random() < self.p_trim_end:  # draws nothing when off: old caches stay valid
+            y = trim_end(y, float(rng.uniform(*self.trim_end_s)), self.sr)
         if rng.random() < self.p_speed:
             y = speed_perturb(y, float(rng.uniform(*self.speed)), self.sr)
         if rng.random() < self.p_reverb:

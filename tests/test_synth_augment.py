@@ -81,7 +81,7 @@ def test_augmenter_draws_vtlp_warp_factors():
 
 @pytest.mark.parametrize("field, bad", [
     ("p_noise", 1.5), ("p_gain", -0.1), ("p_speed", "0.4"), ("p_telephone", True), ("p_reverb", float("nan")),
-    ("p_trim", 2), ("p_hum", None),
+    ("p_trim", 2), ("p_hum", None), ("p_trim_end", 1.01), ("trim_end_s", (0.05, 0.0)),
     ("snr_db", (30.0, 5.0)), ("gain_db", (-12.0,)), ("speed", (0.3, 1.2)), ("speed", (0.9, 3.0)),
     ("trim_s", (-0.1, 0.08)), ("hum_snr_db", (10.0, float("inf"))), ("snr_db", "5-30"),
     ("p_vtlp", -0.1), ("p_vtlp", 1.5), ("p_vtlp", "0.5"),
@@ -107,6 +107,30 @@ def test_trim_onset_cuts_into_the_speech():
     aug = A.Augmenter(p_trim=1.0, p_noise=0, p_gain=0, p_speed=0, p_reverb=0, p_telephone=0)
     out = aug(y, np.random.default_rng(0))
     assert word.size - 0.08 * sr <= out.size <= word.size
+
+
+def test_trim_end_cuts_the_silence_after_the_speech():
+    sr = 16000
+    silence = np.zeros(4000, np.float32)  # 250 ms after the "word"
+    word = (0.3 * np.sin(2 * np.pi * 300 * np.arange(8000) / sr)).astype(np.float32)
+    y = np.concatenate([silence, word, silence])
+    assert A.trim_end(y, 0.0, sr).size == silence.size + word.size  # the trailing silence goes
+    assert A.trim_end(y, 0.02, sr).size == silence.size + word.size + 320  # but 20 ms of it
+    assert A.trim_end(y, 1.0, sr) is y  # keeping more than there is: unchanged
+    tiny = np.concatenate([word[:800], silence])
+    assert A.trim_end(tiny, 0.0, sr) is tiny  # under 100 ms would be left: unchanged
+    both = A.Augmenter(p_trim=1.0, trim_s=(0.0, 0.0), p_trim_end=1.0, trim_end_s=(0.0, 0.0), p_noise=0, p_gain=0,
+                       p_speed=0, p_reverb=0, p_telephone=0)
+    assert np.array_equal(both(y, np.random.default_rng(0)), word)  # cut tightly at both ends
+
+
+def test_trim_end_off_draws_nothing():
+    """p_trim_end = 0 leaves the random stream as it was, so features cached before the option
+    existed keep their keys and contents."""
+    y = (0.1 * np.random.default_rng(1).standard_normal(16000)).astype(np.float32)
+    a = A.Augmenter(p_trim=0.5)(y, np.random.default_rng(7))
+    b = A.Augmenter(p_trim=0.5, p_trim_end=0.0)(y, np.random.default_rng(7))
+    assert np.array_equal(a, b)
 
 
 def test_synthesize_renders_repeated_pairs_once_and_skips_failures(tmp_path, capsys, monkeypatch):
