@@ -53,7 +53,9 @@ def test_audio_samples(shipped, which, name, text):
 def test_shipped_ensemble_holds_three_networks(model, shipped):
     ensemble = shipped["commands-ensemble"]
     assert len(ensemble.members) == 3 and len(model.members) == 1
-    assert ensemble.vocabulary == model.vocabulary and ensemble.features.to_dict() == model.features.to_dict()
+    assert ensemble.vocabulary == model.vocabulary
+    # the default normalises by its training set's statistics, the ensemble (older recipe) each clip by its own
+    assert ensemble.features.replace(cmvn="global") == model.features and ensemble.features.cmvn == "utterance"
     assert ensemble.classify(os.path.join(SAMPLES, "sc_left.wav"))["label"] == "left"
 
 
@@ -61,7 +63,7 @@ def test_shipped_distilled_model_is_one_network_taught_by_the_ensemble(model, sh
     distilled = shipped["commands-distilled"]
     assert len(distilled.members) == 1 and distilled.acoustic.config() == model.acoustic.config()
     assert distilled.meta["training"]["config"]["teacher"] == "commands-ensemble"
-    assert distilled.features.to_dict() == model.features.to_dict() and distilled.vocabulary == model.vocabulary
+    assert distilled.features.replace(cmvn="global") == model.features and distilled.vocabulary == model.vocabulary
 
 
 def test_result_shape_is_json_ready(model):
