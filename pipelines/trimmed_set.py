@@ -19,7 +19,7 @@ import soundfile as sf
 from speechlstm.audio import load_audio
 from speechlstm.cli import PipelineCommand
 from speechlstm.data import read_manifest, write_manifest
-from speechlstm.errors import SpeechLSTMError
+from speechlstm.errors import DataError, SpeechLSTMError
 
 SAMPLE_RATE = 16000  # Hz, the rate the trimmed copies are written at
 FRAME = 400  # samples (25 ms) per energy frame of the trim
@@ -33,6 +33,8 @@ HOP = 80  # samples (5 ms) between energy frames
               help="Frames this far below the clip's loudest frame count as silence.")
 def main(manifest, out_dir, top_db):
     rows = read_manifest(manifest)
+    if not rows:
+        raise DataError(f"{manifest}: the manifest holds no clips")
     os.makedirs(out_dir, exist_ok=True)
     out, failed = [], 0
     for i, r in enumerate(rows):
@@ -42,7 +44,8 @@ def main(manifest, out_dir, top_db):
         try:
             y = load_audio(r["path"], sr=SAMPLE_RATE)
         except (SpeechLSTMError, OSError) as exc:
-            click.echo(f"{r['path']}: skipped: {exc}", err=True)
+            msg = str(exc) if str(exc).startswith(r["path"]) else f"{r['path']}: {exc}"
+            click.echo(f"{msg} (skipped)", err=True)
             failed += 1
             continue
         yt, _ = librosa.effects.trim(y, top_db=top_db, frame_length=FRAME, hop_length=HOP)

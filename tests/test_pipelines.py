@@ -111,9 +111,13 @@ def test_trimmed_set_cuts_words_keeps_silence_and_reports_bad_files(tmp_path):
     r = _run_pipeline("trimmed_set.py", manifest, "--out", tmp_path / "out")
     assert r.returncode == 1  # one file failed, the others were written
     errors = r.stderr.strip().splitlines()
-    assert len(errors) == 1 and errors[0].startswith(f"{tmp_path / 'gone.wav'}: skipped: ")
+    assert len(errors) == 1 and errors[0].startswith(f"{tmp_path / 'gone.wav'}: ") and errors[0].endswith(" (skipped)")
+    assert errors[0].count(str(tmp_path / "gone.wav")) == 1
     out = [json.loads(line) for line in (tmp_path / "out" / "trimmed.jsonl").read_text().splitlines()]
     assert [o["text"] for o in out] == ["go", ""]
     assert out[1] == rows[1]  # no speech: copied as it is
     y, got_sr = sf.read(out[0]["path"])
+    (tmp_path / "empty.jsonl").write_text("")
+    r = _run_pipeline("trimmed_set.py", tmp_path / "empty.jsonl", "--out", tmp_path / "out2")
+    assert r.returncode == 1 and r.stderr.strip() == f"trimmed_set.py: error: {tmp_path / 'empty.jsonl'}: the manifest holds no clips"
     assert got_sr == sr and abs(y.size / sr - 0.4) < 0.05 and out[0]["duration"] == round(y.size / sr, 3)
