@@ -19,7 +19,7 @@ import soundfile as sf
 from speechlstm.audio import load_audio
 from speechlstm.cli import PipelineCommand
 from speechlstm.data import read_manifest, write_manifest
-from speechlstm.errors import DataError, SpeechLSTMError
+from speechlstm.errors import DataError, SpeechLSTMError, error_line
 
 SAMPLE_RATE = 16000  # Hz, the rate the trimmed copies are written at
 FRAME = 400  # samples (25 ms) per energy frame of the trim
@@ -44,8 +44,7 @@ def main(manifest, out_dir, top_db):
         try:
             y = load_audio(r["path"], sr=SAMPLE_RATE)
         except (SpeechLSTMError, OSError) as exc:
-            msg = str(exc) if str(exc).startswith(r["path"]) else f"{r['path']}: {exc}"
-            click.echo(f"{msg} (skipped)", err=True)
+            click.echo(f"{error_line(exc, r['path'])} (skipped)", err=True)
             failed += 1
             continue
         yt, _ = librosa.effects.trim(y, top_db=top_db, frame_length=FRAME, hop_length=HOP)

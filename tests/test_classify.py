@@ -8,15 +8,12 @@ import numpy as np
 import pytest
 
 import naive
+from samples import SAMPLES, known_errors
 from speechlstm import ParameterError
 from speechlstm.alphabet import Alphabet
 from speechlstm.kws import NO_SPEECH, classify_scores
 
-SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "audio_samples")
-with open(os.path.join(SAMPLES, "shipped_model_errors.tsv"), encoding="utf-8") as _f:
-    # the default's documented mistakes on the samples: file -> what it hears (one word for a one-word clip)
-    MISTAKES = {name: out for model, name, out in (ln.rstrip("\n").split("\t") for ln in _f if ln.strip())
-                if model == "commands"}
+MISTAKES = known_errors("commands")  # the default's documented mistakes: file -> what it hears
 
 
 def _log_softmax(z):

@@ -59,21 +59,6 @@ def test_fsdd_split_roles(build):
     assert dev == [] and train == [] and len(test) == 8
 
 
-@pytest.mark.parametrize("script", ["build_default_model.py", "evaluate.py"])
-def test_missing_corpus_is_one_line(tmp_path, script):
-    """A --data folder without the corpora: one line naming the missing folder, exit 1, no traceback."""
-    import subprocess
-    import sys
-
-    pipelines = os.path.join(os.path.dirname(__file__), os.pardir, "pipelines")
-    r = subprocess.run([sys.executable, os.path.join(pipelines, script), "--data", str(tmp_path / "data"),
-                        "--work", str(tmp_path / "work")], capture_output=True, text=True)
-    assert r.returncode == 1
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"{script}: error: {tmp_path / 'data'}/")
-    assert lines[0].endswith(": no such directory")
-
-
 def _run_pipeline(script, *args):
     import subprocess
     import sys
@@ -81,6 +66,16 @@ def _run_pipeline(script, *args):
     pipelines = os.path.join(os.path.dirname(__file__), os.pardir, "pipelines")
     return subprocess.run([sys.executable, os.path.join(pipelines, script), *map(str, args)],
                           capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("script", ["build_default_model.py", "evaluate.py"])
+def test_missing_corpus_is_one_line(tmp_path, script):
+    """A --data folder without the corpora: one line naming the missing folder, exit 1, no traceback."""
+    r = _run_pipeline(script, "--data", tmp_path / "data", "--work", tmp_path / "work")
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{script}: error: {tmp_path / 'data'}/")
+    assert lines[0].endswith(": no such directory")
 
 
 def test_streaming_model_refuses_per_clip_cmvn(tmp_path):
@@ -117,7 +112,7 @@ def test_trimmed_set_cuts_words_keeps_silence_and_reports_bad_files(tmp_path):
     assert [o["text"] for o in out] == ["go", ""]
     assert out[1] == rows[1]  # no speech: copied as it is
     y, got_sr = sf.read(out[0]["path"])
+    assert got_sr == sr and abs(y.size / sr - 0.4) < 0.05 and out[0]["duration"] == round(y.size / sr, 3)
     (tmp_path / "empty.jsonl").write_text("")
     r = _run_pipeline("trimmed_set.py", tmp_path / "empty.jsonl", "--out", tmp_path / "out2")
     assert r.returncode == 1 and r.stderr.strip() == f"trimmed_set.py: error: {tmp_path / 'empty.jsonl'}: the manifest holds no clips"
-    assert got_sr == sr and abs(y.size / sr - 0.4) < 0.05 and out[0]["duration"] == round(y.size / sr, 3)

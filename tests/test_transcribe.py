@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 import speechlstm
+from samples import SAMPLES, known_errors
 from speechlstm import ParameterError
-
-SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "audio_samples")
 
 
 def expected():
@@ -19,13 +18,6 @@ def expected():
 @pytest.fixture(scope="module")
 def model():
     return speechlstm.load_model()
-
-
-def known_errors(model_name):
-    """A shipped model's documented mistakes on the samples (audio_samples/README.md): file -> its output."""
-    with open(os.path.join(SAMPLES, "shipped_model_errors.tsv"), encoding="utf-8") as f:
-        rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
-    return {name: out for model, name, out in rows if model == model_name}
 
 
 BIDIRECTIONAL_SHIPPED = ["commands", "commands-ensemble", "commands-distilled"]
