@@ -405,7 +405,7 @@ def info(model, as_json):
 def combine(models, out, name):
     """Combine models trained on the same front end into one ensemble file.
 
-    classify sums each candidate's log-likelihood over the networks; transcribe and spot use the mean
+    Global-CMVN models with statistics of their own are restated on the first model's.  classify sums each candidate's log-likelihood over the networks; transcribe and spot use the mean
     of their per-frame posteriors.  Each network costs its own pass over the audio."""
     import os
 

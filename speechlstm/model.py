@@ -29,8 +29,8 @@ from .errors import ModelError, ParameterError
 from .features import FeatureConfig, FeatureStats
 from .nn import AcousticModel
 
-__all__ = ["Model", "load_model", "save_model", "read_model_file", "combine_models", "average_models", "DEFAULT_MODEL",
-           "available_models"]
+__all__ = ["Model", "load_model", "save_model", "read_model_file", "combine_models", "average_models",
+           "restate_on_stats", "DEFAULT_MODEL", "available_models"]
 
 FORMAT_VERSION = 1  # single-network files
 ENSEMBLE_FORMAT_VERSION = 2  # files holding several networks (meta["members"])
@@ -194,9 +194,70 @@ class Model:
     from .transcribe import transcribe, classify, spot, stream, log_probs, member_log_probs  # noqa: E402,F401
 
 
-def _check_same_front_end(models: Sequence["Model"]) -> None:
-    """Refuse models that do not share the first one's feature config, CMVN statistics, alphabet,
-    vocabulary and device (what an ensemble or a weight average needs)."""
+def _same_stats(a: Optional[FeatureStats], b: Optional[FeatureStats]) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a.mean, b.mean)
+                                         and np.array_equal(a.std, b.std))
+
+
+def restate_on_stats(model: "Model", stats: FeatureStats, *, name: str = "") -> "Model":
+    """The same recognizer, expecting features normalised by other global CMVN statistics.
+
+    Global CMVN maps each base feature affinely, ``x_k = (x - m_k) / s_k``, and the network's input
+    repeats base frames (stacking replicates edge frames; nothing is padded with zeros), so its first
+    layer can absorb the change of statistics exactly in real arithmetic: for ``x_1 = (x - m_1) / s_1``,
+    ``W x_k + b = (W * s_1/s_k) x_1 + (b + W (m_1 - m_k)/s_k)``.  That lets networks trained on
+    different training sets' statistics share one front end (:func:`combine_models`).
+
+    Parameters
+    ----------
+    model : Model
+        a ``cmvn="global"`` model (every network of an ensemble is restated).
+    stats : FeatureStats
+        the statistics the returned model normalises with, ``mean``/``std`` of shape
+        ``(model.features.base_dim,)``.
+    name : str
+        the new model's name (default: the old one's).
+
+    Returns
+    -------
+    Model
+        new networks (computed in float64, stored in the old dtype); same feature config, alphabet
+        and vocabulary.  Its outputs match the old model's up to float rounding.
+    """
+    cfg = model.features
+    if cfg.cmvn != "global" or model.stats is None:
+        raise ParameterError(f"{model.name}: only a cmvn=\"global\" model can be restated on other statistics "
+                             f"(its cmvn is {cfg.cmvn!r})")
+    mean, std = np.asarray(stats.mean), np.asarray(stats.std)
+    if mean.shape != (cfg.base_dim,) or std.shape != (cfg.base_dim,):
+        raise ParameterError(f"stats have shapes {mean.shape}/{std.shape}, the model's front end has "
+                             f"{cfg.base_dim} base features")
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+        raise ParameterError("stats must be finite with every std > 0")
+    own_m, own_s = np.asarray(model.stats.mean, np.float64), np.asarray(model.stats.std, np.float64)
+    scale = np.tile(std.astype(np.float64) / own_s, cfg.stack)  # per input column
+    shift = np.tile((mean.astype(np.float64) - own_m) / own_s, cfg.stack)
+    members = []
+    for a in model.members:
+        out = AcousticModel(**_network_kwargs(a.config()))
+        for k, v in out.params.items():
+            v[...] = a.params[k]
+        lstm = out.lstm
+        for d in range(lstm.num_directions):
+            w_name, _, b_name, _ = lstm._names(0, d)
+            w = np.asarray(a.lstm.params[w_name], np.float64)
+            lstm.params[b_name][...] = np.asarray(a.lstm.params[b_name], np.float64) + w @ shift
+            lstm.params[w_name][...] = w * scale[None, :]
+        members.append(out)
+    meta = {**model.meta, "name": name or model.meta.get("name", "")}
+    return Model(members, cfg, model.alphabet, stats=FeatureStats(mean.astype(np.float32), std.astype(np.float32)),
+                 vocabulary=model.vocabulary, meta=meta, path=None, device=model.device)
+
+
+def _check_same_front_end(models: Sequence["Model"], *, stats_may_differ: bool = False) -> None:
+    """Refuse models that do not share the first one's feature config, CMVN statistics (unless
+    ``stats_may_differ``: global-CMVN models can be restated), alphabet, vocabulary and device
+    (what an ensemble or a weight average needs)."""
     first = models[0]
     for m in models[1:]:
         if m.features.to_dict() != first.features.to_dict():
@@ -205,10 +266,7 @@ def _check_same_front_end(models: Sequence["Model"]) -> None:
             raise ParameterError(f"{m.name}: its alphabet differs from {first.name}'s")
         if (m.vocabulary or None) != (first.vocabulary or None):
             raise ParameterError(f"{m.name}: its vocabulary differs from {first.name}'s")
-        same_stats = (m.stats is None and first.stats is None) or (
-            m.stats is not None and first.stats is not None and np.array_equal(m.stats.mean, first.stats.mean)
-            and np.array_equal(m.stats.std, first.stats.std))
-        if not same_stats:
+        if not (_same_stats(m.stats, first.stats) or (stats_may_differ and first.features.cmvn == "global")):
             raise ParameterError(f"{m.name}: its CMVN statistics differ from {first.name}'s")
     devices = {m.device for m in models}
     if len(devices) != 1:
@@ -221,8 +279,10 @@ def combine_models(models: Sequence["Model"], *, name: str = "") -> Model:
     Parameters
     ----------
     models : sequence of Model
-        at least two; every one with the same feature config, CMVN statistics, alphabet and
-        vocabulary (ensembles among them contribute all their networks).
+        at least two; every one with the same feature config, alphabet and vocabulary, and the
+        same CMVN statistics — except that ``cmvn="global"`` models with other statistics are
+        restated on the first model's (:func:`restate_on_stats`; exact up to float rounding).
+        Ensembles among them contribute all their networks.
     name : str
         the new model's name.
 
@@ -230,15 +290,18 @@ def combine_models(models: Sequence["Model"], *, name: str = "") -> Model:
     -------
     Model
         holding every network; its metrics are empty (evaluate it anew) and its ``training`` entry
-        lists the members' training summaries.  Save it with :meth:`Model.save`.
+        lists the members' training summaries (and, under ``restated_on_first_stats``, the names of
+        the models restated).  Save it with :meth:`Model.save`.
     """
     models = list(models)
     if len(models) < 2:
         raise ParameterError(f"an ensemble needs at least two models, got {len(models)}")
     first = models[0]
-    _check_same_front_end(models)
+    _check_same_front_end(models, stats_may_differ=True)
+    restated = [m.name for m in models[1:] if not _same_stats(m.stats, first.stats)]
+    nets = [restate_on_stats(m, first.stats) if not _same_stats(m.stats, first.stats) else m for m in models]
     seen = {}
-    for i, a in enumerate(a for m in models for a in m.members):
+    for i, a in enumerate(a for m in nets for a in m.members):
         key = _digest({k: np.asarray(v) for k, v in a.params.items()})
         if key in seen:
             raise ParameterError(f"networks {seen[key] + 1} and {i + 1} are identical: an ensemble of copies "
@@ -246,7 +309,9 @@ def combine_models(models: Sequence["Model"], *, name: str = "") -> Model:
         seen[key] = i
     meta = {"name": name, "training": {"members": [{"name": m.name, "path": m.path, **m.meta.get("training", {})}
                                                    for m in models]}, "metrics": {}}
-    return Model([a for m in models for a in m.members], first.features, first.alphabet, stats=first.stats,
+    if restated:
+        meta["training"]["restated_on_first_stats"] = restated
+    return Model([a for m in nets for a in m.members], first.features, first.alphabet, stats=first.stats,
                  vocabulary=first.vocabulary, meta=meta, device=first.device)
 
 

@@ -11,7 +11,8 @@ import speechlstm
 from speechlstm import ModelError, ParameterError
 from speechlstm.cli import main
 from speechlstm.kws import classify_scores
-from speechlstm.model import Model, average_models, combine_models, load_model, read_model_file
+from speechlstm.features import FeatureStats
+from speechlstm.model import Model, average_models, combine_models, load_model, read_model_file, restate_on_stats
 from speechlstm.nn import AcousticModel
 
 SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "audio_samples")
@@ -39,6 +40,15 @@ def _other_front_end(model):
     m = _network(model, "other")
     m.features = model.features.replace(n_mels=model.features.n_mels + 8)
     return m
+
+
+def _other_stats(model, seed):
+    """Global CMVN statistics a network trained on another set might carry: each mean moved by up
+    to half a std, each std scaled by 0.7–1.4."""
+    rng = np.random.default_rng(seed)
+    m, s = model.stats.mean, model.stats.std
+    return FeatureStats((m + 0.5 * s * rng.uniform(-1, 1, m.shape)).astype(np.float32),
+                        (s * rng.uniform(0.7, 1.4, s.shape)).astype(np.float32))
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +223,49 @@ def test_cli_average(pair, tmp_path):
     r = CliRunner().invoke(main, ["average", a.path, str(tmp_path / "missing.npz"), "--out", str(tmp_path / "x.npz")])
     assert r.exit_code == 1 and r.output.count("\n") == 1 and "missing.npz: no such model file" in r.output
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_restate_on_stats_hears_what_the_model_hears(pair):
+    a, _, _ = pair  # global CMVN, 3 stacked frames, bidirectional: every column and direction restated
+    assert a.features.cmvn == "global" and a.features.stack > 1 and a.acoustic.lstm.bidirectional
+    new = _other_stats(a, 5)
+    r = restate_on_stats(a, new, name="restated")
+    assert r.name == "restated" and r.stats is not a.stats and np.array_equal(r.stats.mean, new.mean)
+    # only the first layer's input weights and biases change
+    changed = {k for k, v in r.acoustic.params.items() if not np.array_equal(v, a.acoustic.params[k])}
+    assert changed == {"lstm.weight_ih_l0", "lstm.bias_ih_l0", "lstm.weight_ih_l0_reverse", "lstm.bias_ih_l0_reverse"}
+    wav = os.path.join(SAMPLES, "go_left_stop.wav")
+    (la, _), (lr, _) = a.log_probs(wav), r.log_probs(wav)
+    np.testing.assert_allclose(lr, la, atol=1e-4)  # float32 rounding: ~1e-5 measured
+    # the old model on the new statistics, unrestated, hears something else: the test can fail
+    moved = Model(a.acoustic, a.features, a.alphabet, stats=new, vocabulary=a.vocabulary)
+    assert np.abs(moved.log_probs(wav)[0] - la).max() > 0.5
+    back = restate_on_stats(r, a.stats)  # and back again
+    for k, v in a.acoustic.params.items():
+        np.testing.assert_allclose(back.acoustic.params[k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_restate_on_stats_refusals(pair):
+    a, _, _ = pair
+    with pytest.raises(ParameterError, match="only a cmvn=\"global\" model.*'utterance'"):
+        restate_on_stats(Model(a.acoustic, a.features.replace(cmvn="utterance"), a.alphabet), a.stats)
+    with pytest.raises(ParameterError, match=r"shapes \(5,\)/\(5,\).*39 base features"):
+        restate_on_stats(a, FeatureStats(np.zeros(5, np.float32), np.ones(5, np.float32)))
+    with pytest.raises(ParameterError, match="std > 0"):
+        restate_on_stats(a, FeatureStats(a.stats.mean, np.zeros_like(a.stats.std)))
+
+
+def test_ensemble_of_networks_on_other_statistics(pair, tmp_path):
+    a, b, _ = pair
+    c = _network(a, "c", seed=4)
+    c = restate_on_stats(c, _other_stats(a, 6), name="c")  # as if c had trained on its own set's statistics
+    e = load_model(combine_models([a, c], name="mixed").save(str(tmp_path / "mixed.npz")))
+    assert e.meta["training"]["restated_on_first_stats"] == ["c"]
+    assert np.array_equal(e.stats.mean, a.stats.mean) and np.array_equal(e.stats.std, a.stats.std)
+    wav = os.path.join(SAMPLES, "go_left_stop.wav")
+    lps, _ = e.member_log_probs(wav)
+    np.testing.assert_allclose(lps[0], a.log_probs(wav)[0], atol=1e-6)
+    np.testing.assert_allclose(lps[1], c.log_probs(wav)[0], atol=1e-4)  # c on its own statistics
+    assert "restated_on_first_stats" not in combine_models([a, b]).meta["training"]
+    with pytest.raises(ParameterError, match="c: its CMVN statistics differ"):
+        average_models([a, c])  # a weight average has no such excuse: one trajectory, one set of statistics
