@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from speechlstm.cli import main
 
 from conftest import MKL_FROM_TEST_EXTRA, tone
+from samples import SAMPLES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SAMPLES = os.path.join(os.path.dirname(HERE), "audio_samples")
 
 
 def run_cli(*args, timeout=300):

@@ -10,12 +10,12 @@ from click.testing import CliRunner
 import speechlstm
 from speechlstm import ModelError, ParameterError
 from speechlstm.cli import main
-from speechlstm.kws import classify_scores
 from speechlstm.features import FeatureStats
+from speechlstm.kws import classify_scores
 from speechlstm.model import Model, average_models, combine_models, load_model, read_model_file, restate_on_stats
 from speechlstm.nn import AcousticModel
 
-SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "audio_samples")
+from samples import SAMPLES
 
 
 def _network(model, name, seed=None, scale=0.02):

@@ -9,7 +9,7 @@ from speechlstm.cli import main
 from speechlstm.metrics import (bootstrap_rate_interval, cer, command_class, confusion_matrix, edit_distance,
                                 mcnemar_exact, paired_bootstrap_difference, wer, wilson_interval)
 
-SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "audio_samples")
+from samples import SAMPLES
 
 
 def test_error_rates():

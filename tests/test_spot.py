@@ -12,8 +12,9 @@ import pytest
 from speechlstm.batch import COLUMNS, SpotJob, expand_inputs, spot_files
 from speechlstm.model import _resolve
 
+from samples import SAMPLES
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-SAMPLES = os.path.join(os.path.dirname(HERE), "audio_samples")
 KEYWORDS = "yes,stop,go,left,seven,marvin"
 
 
