@@ -221,7 +221,7 @@ def restate_on_stats(model: "Model", stats: FeatureStats, *, name: str = "") -> 
     Returns
     -------
     Model
-        new networks (computed in float64, stored in the old dtype); same feature config, alphabet
+        new networks (computed in float64, stored as float32 like every model file); same feature config, alphabet
         and vocabulary.  Its outputs match the old model's up to float rounding.
     """
     cfg = model.features
