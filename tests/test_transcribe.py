@@ -20,16 +20,16 @@ def model():
     return speechlstm.load_model()
 
 
-BIDIRECTIONAL_SHIPPED = ["commands", "commands-ensemble", "commands-distilled"]
+SHIPPED = ["commands", "commands-ensemble", "commands-distilled", "commands-stream"]
 
 
 @pytest.fixture(scope="module")
 def shipped(model):
-    """The shipped bidirectional models by name, each loaded once."""
-    return {"commands": model, **{n: speechlstm.load_model(n) for n in BIDIRECTIONAL_SHIPPED[1:]}}
+    """The shipped models by name, each loaded once."""
+    return {"commands": model, **{n: speechlstm.load_model(n) for n in SHIPPED[1:]}}
 
 
-@pytest.mark.parametrize("which", BIDIRECTIONAL_SHIPPED)
+@pytest.mark.parametrize("which", SHIPPED)
 @pytest.mark.parametrize("name,text", expected())
 def test_audio_samples(shipped, which, name, text):
     m = shipped[which]
