@@ -109,12 +109,12 @@ def test_stream_refused_for_bidirectional(model):
         model.stream()
 
 
-def test_shipped_streaming_model_streams_like_whole_file():
+def test_shipped_streaming_model_streams_like_whole_file(shipped):
     """The shipped unidirectional model: fed 100 ms at a time, it ends where whole-file
     recognition ends, and recognises the synthetic command samples."""
     import soundfile as sf
 
-    m = speechlstm.load_model("commands-stream")
+    m = shipped["commands-stream"]
     assert m.acoustic.lstm.bidirectional is False and m.features.cmvn == "global"
     for name, text in [("go_left_stop.wav", "go left stop"), ("one_two_three_four.wav", "one two three four")]:
         y, sr = sf.read(os.path.join(SAMPLES, name), dtype="float32")
