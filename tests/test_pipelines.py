@@ -116,3 +116,23 @@ def test_trimmed_set_cuts_words_keeps_silence_and_reports_bad_files(tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
     r = _run_pipeline("trimmed_set.py", tmp_path / "empty.jsonl", "--out", tmp_path / "out2")
     assert r.returncode == 1 and r.stderr.strip() == f"trimmed_set.py: error: {tmp_path / 'empty.jsonl'}: the manifest holds no clips"
+
+
+def test_bench_models_times_each_model_against_the_first():
+    """One round over two shipped models: a table row each, the baseline's ratios 1.00, its stored accuracies."""
+    r = _run_pipeline("bench_models.py", "--model", "commands", "--model", "commands-stream", "--rounds", "1")
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| commands")]
+    assert [row.split(" | ")[0] for row in rows] == ["| commands", "| commands-stream"]
+    base = rows[0].split(" | ")
+    assert base[1:3] == ["1", "655,645"] and all(c.endswith("(1.00)") for c in base[3:6])
+    assert rows[1].split(" | ")[2] == "262,301"  # the stream network: 2 x unidirectional LSTM(128)
+    assert base[6] == "94.0 %"  # FSDD closed-set digits, as stored in the shipped default
+
+
+def test_bench_models_bad_model_is_one_line(tmp_path):
+    bad = tmp_path / "m.npz"
+    bad.write_bytes(b"not a model")
+    r = _run_pipeline("bench_models.py", "--model", "commands", "--model", bad, "--rounds", "1")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [f"Error: {bad}: not a model file (speechlstm models are .npz archives; this is not one)"]
