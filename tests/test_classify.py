@@ -81,8 +81,8 @@ def test_classify_scores_validates_log_probs():
 
 
 def test_model_classify_on_real_clips():
-    """The shipped model names the word of real single-word clips (all but its one documented
-    mistake, audio_samples/shipped_model_errors.tsv, which it must still make exactly) and calls
+    """The shipped model names the word of real single-word clips (all but any mistake documented
+    in audio_samples/shipped_model_errors.tsv, which it must still make exactly) and calls
     background noise 'no speech'; candidates can be narrowed, and the scores agree with classify_scores."""
     from speechlstm import load_model
 
