@@ -134,13 +134,15 @@ def noise_clips(work, rows, seed, n=150):
     return out
 
 
-def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.1, p_trim_end=0.0):
+def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.1, p_trim_end=0.0, p_trim_vowel=0.0):
     """Augmenter settings; the newer fields only when used, so older runs keep their cache keys."""
     d = {"p_telephone": p_telephone}
     if p_trim:
         d.update(p_trim=p_trim, trim_s=[0.0, trim_max])
     if p_trim_end:
         d["p_trim_end"] = p_trim_end
+    if p_trim_vowel:
+        d["p_trim_vowel"] = p_trim_vowel
     if p_hum:
         d["p_hum"] = p_hum
     if p_vtlp:
@@ -181,6 +183,9 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--p-trim-end", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of augmented copies whose silence after the speech is cut (with --p-trim: clips cut "
                    "tightly at both ends, as FSDD's are).")
+@click.option("--p-trim-vowel", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of augmented copies cut where the vowel begins (the first 10 ms frame within 10 dB of "
+                   "the loudest), so the word's first consonant is gone whole, as in many FSDD clips.")
 @click.option("--p-hum", default=0.0, show_default=True, help="Share of augmented copies given tonal hum.")
 @click.option("--p-vtlp", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of augmented copies given a vocal-tract-length warp of the spectrum.")
@@ -225,7 +230,7 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
 def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn, singles, sequences, copies, sc_copies, sc_other_copies, fmax, n_mfcc, p_telephone, p_trim, trim_max,
-         p_trim_end, p_hum, p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, weight_decay, select_by, teacher, distill_weight, average_best, fsdd_test_speaker,
+         p_trim_end, p_trim_vowel, p_hum, p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, weight_decay, select_by, teacher, distill_weight, average_best, fsdd_test_speaker,
          fsdd_train_speakers, seed, seeds, run_name, workers, export_name):
     t_start = time.time()
     os.makedirs(work, exist_ok=True)
@@ -267,7 +272,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn
     opts = dict(data_root=data_root, work=work, epochs=epochs, patience=patience, hidden=hidden, layers=layers,
                 unidirectional=unidirectional, singles=singles, sequences=sequences, copies=copies,
                 sc_copies=sc_copies, sc_other_copies=sc_other_copies, features=features, p_telephone=p_telephone,
-                p_trim=p_trim, trim_max=trim_max, p_trim_end=p_trim_end, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, dev_mode=dev_mode,
+                p_trim=p_trim, trim_max=trim_max, p_trim_end=p_trim_end, p_trim_vowel=p_trim_vowel, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, dev_mode=dev_mode,
                 arctic=arctic, ema=ema, dropout=dropout, weight_decay=weight_decay, select_by=select_by, teacher=teacher, distill_weight=distill_weight,
                 average_best=average_best, fsdd_test_speaker=fsdd_test_speaker,
                 fsdd_train_speakers=fsdd_train_speakers, workers=workers)
@@ -308,7 +313,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
                   sc_copies, sc_other_copies, features, p_telephone, p_trim, trim_max, p_trim_end, p_hum, p_vtlp, vtlp_max, dev_mode,
                   arctic, ema, dropout, teacher, distill_weight, seed, run_dir, workers,
                   fsdd_test_speaker=FSDD_TEST_SPEAKER, fsdd_train_speakers="", average_best=0, weight_decay=0.0,
-                  select_by="loss"):
+                  select_by="loss", p_trim_vowel=0.0):
     """Stages 1-3 for one seed: synthesis, manifests, training into ``run_dir`` (resumed if it has
     a checkpoint).  Returns (manifest paths, run_dir)."""
     from speechlstm.train import TrainConfig, Trainer
@@ -372,7 +377,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
                       noise=[noise_dir], augment_copies=copies, hidden_size=hidden, num_layers=layers,
                       bidirectional=not unidirectional, epochs=epochs, seed=seed, workers=workers,
                       features=features,
-                      augment=augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, p_trim_end),
+                      augment=augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, p_trim_end, p_trim_vowel),
                       vocabulary=list(SPEECH_COMMANDS_WORDS), patience=patience, ema=ema, dropout=dropout,
                       weight_decay=weight_decay, select_by=select_by,
                       teacher=teacher, distill_weight=distill_weight, average_best=average_best,

@@ -177,6 +177,7 @@ _RANGE_BOUNDS = {  # Augmenter's (low, high) settings and the values each may ta
     "speed": SPEED_RANGE,
     "trim_s": (0.0, math.inf),
     "trim_end_s": (0.0, math.inf),
+    "trim_vowel_s": (0.0, math.inf),
     "hum_snr_db": (-math.inf, math.inf),
     "vtlp": WARP_RANGE,
 }
@@ -199,6 +200,9 @@ class Augmenter:
     trim_s: tuple = (0.0, 0.08)  # seconds cut after the detected onset
     p_trim_end: float = 0.0  # share of clips whose silence after the speech is cut (see trim_end)
     trim_end_s: tuple = (0.0, 0.03)  # seconds kept after the last loud frame
+    p_trim_vowel: float = 0.0  # share of clips cut where the vowel begins: the first consonant gone whole
+    trim_vowel_db: float = -10.0  # dB under the loudest 10 ms frame where "the vowel" begins (see trim_onset)
+    trim_vowel_s: tuple = (0.0, 0.02)  # seconds cut after that frame
     p_hum: float = 0.0  # share of clips given stationary tonal noise (see hum)
     hum_snr_db: tuple = (10.0, 30.0)
     p_vtlp: float = 0.0  # share of clips given a frequency warp (vocal-tract-length perturbation)
@@ -211,6 +215,7 @@ class Augmenter:
                 check_real(f.name, getattr(self, f.name), 0.0, 1.0)
         for name, (low, high) in _RANGE_BOUNDS.items():
             check_range(name, getattr(self, name), low, high)
+        check_real("trim_vowel_db", self.trim_vowel_db, -60.0, 0.0)
 
     @classmethod
     def check_fields(cls, d: dict) -> None:
@@ -236,6 +241,8 @@ class Augmenter:
             y = trim_onset(y, float(rng.uniform(*self.trim_s)), self.sr)
         if self.p_trim_end and rng.random() < self.p_trim_end:  # draws nothing when off: old caches stay valid
             y = trim_end(y, float(rng.uniform(*self.trim_end_s)), self.sr)
+        if self.p_trim_vowel and rng.random() < self.p_trim_vowel:  # likewise
+            y = trim_onset(y, float(rng.uniform(*self.trim_vowel_s)), self.sr, threshold_db=self.trim_vowel_db)
         if rng.random() < self.p_speed:
             y = speed_perturb(y, float(rng.uniform(*self.speed)), self.sr)
         if rng.random() < self.p_reverb:

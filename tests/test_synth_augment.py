@@ -82,6 +82,7 @@ def test_augmenter_draws_vtlp_warp_factors():
 @pytest.mark.parametrize("field, bad", [
     ("p_noise", 1.5), ("p_gain", -0.1), ("p_speed", "0.4"), ("p_telephone", True), ("p_reverb", float("nan")),
     ("p_trim", 2), ("p_hum", None), ("p_trim_end", 1.01), ("trim_end_s", (0.05, 0.0)),
+    ("p_trim_vowel", 1.2), ("trim_vowel_s", (-0.01, 0.02)), ("trim_vowel_db", 3.0), ("trim_vowel_db", "-10"),
     ("snr_db", (30.0, 5.0)), ("gain_db", (-12.0,)), ("speed", (0.3, 1.2)), ("speed", (0.9, 3.0)),
     ("trim_s", (-0.1, 0.08)), ("hum_snr_db", (10.0, float("inf"))), ("snr_db", "5-30"),
     ("p_vtlp", -0.1), ("p_vtlp", 1.5), ("p_vtlp", "0.5"),
@@ -90,7 +91,8 @@ def test_augmenter_draws_vtlp_warp_factors():
 def test_augmenter_refuses_every_bad_setting(field, bad):
     """Each setting is checked at construction (a config file's typo fails before training, not in
     a feature worker mid-epoch), with a message naming the setting and quoting the value."""
-    what = r"a number in \[0, 1\]" if field.startswith("p_") else r"a \(low, high\) range.*"
+    what = (r"a number in \[0, 1\]" if field.startswith("p_") else r"a number in \[-60, 0\]" if field == "trim_vowel_db"
+            else r"a \(low, high\) range.*")
     with pytest.raises(ParameterError, match=rf"^{field} must be {what}, got {re.escape(repr(bad))}$"):
         A.Augmenter(**{field: bad})
 
@@ -161,3 +163,29 @@ def test_synthesize_renders_repeated_pairs_once_and_skips_failures(tmp_path, cap
     mixed = synthesize(["yes", "no", "up"], str(tmp_path / "c"), voices=[v, bad], seed=1, workers=2, progress=False)
     speakers = {r["speaker"] for r in mixed}
     assert speakers <= {v.speaker} and 0 < len(mixed) <= 3
+
+
+def test_trim_vowel_drops_the_first_consonant_whole():
+    """Cut at the vowel: a quiet fricative (20 dB under the vowel) survives the onset cut of
+    trim_onset at -35 dB but not the one at -10 dB, which starts where the vowel does."""
+    sr = 16000
+    rng = np.random.default_rng(3)
+    silence = np.zeros(1600, np.float32)
+    fric = (0.03 * rng.standard_normal(2400)).astype(np.float32)  # 150 ms of "f", ~-20 dB
+    vowel = (0.3 * np.sin(2 * np.pi * 200 * np.arange(6400) / sr)).astype(np.float32)
+    y = np.concatenate([silence, fric, vowel])
+    assert A.trim_onset(y, 0.0, sr).size == fric.size + vowel.size  # -35 dB: the fricative stays
+    assert A.trim_onset(y, 0.0, sr, threshold_db=-10.0).size == vowel.size  # -10 dB: it goes
+    aug = A.Augmenter(p_trim_vowel=1.0, trim_vowel_s=(0.0, 0.02), p_noise=0, p_gain=0, p_speed=0, p_reverb=0,
+                      p_telephone=0)
+    sizes = [aug(y, np.random.default_rng(s)).size for s in range(20)]
+    assert all(vowel.size - 0.02 * sr <= n <= vowel.size for n in sizes) and len(set(sizes)) > 1
+    assert sizes == [aug(y, np.random.default_rng(s)).size for s in range(20)]  # deterministic for a seed
+
+
+def test_trim_vowel_off_draws_nothing():
+    """p_trim_vowel = 0 leaves the random stream as it was (old feature caches stay valid)."""
+    y = (0.1 * np.random.default_rng(1).standard_normal(16000)).astype(np.float32)
+    a = A.Augmenter(p_trim=0.5, p_trim_end=0.3)(y, np.random.default_rng(7))
+    b = A.Augmenter(p_trim=0.5, p_trim_end=0.3, p_trim_vowel=0.0)(y, np.random.default_rng(7))
+    assert np.array_equal(a, b)
