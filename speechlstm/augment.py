@@ -19,7 +19,7 @@ from .errors import ParameterError, check_range, check_real
 from .features import WARP_RANGE
 
 __all__ = ["white_noise", "pink_noise", "add_noise", "gain", "speed_perturb", "telephone", "reverb",
-           "trim_onset", "hum", "spec_augment", "Augmenter"]
+           "trim_onset", "trim_to_vowel", "hum", "spec_augment", "Augmenter"]
 
 
 def white_noise(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -129,6 +129,28 @@ def trim_onset(y: np.ndarray, cut_s: float, sr: int = SAMPLE_RATE, *, threshold_
     return y[start:].copy()
 
 
+def trim_to_vowel(y: np.ndarray, cut_s: float, sr: int = SAMPLE_RATE, *, vowel_db: float = -10.0,
+                  speech_db: float = -35.0, max_consonant_s: float = 0.25) -> np.ndarray:
+    """Cut a clip where its first vowel begins: drop everything before the first 10 ms frame within
+    ``vowel_db`` of the loudest one, plus ``cut_s`` seconds, so the word's first consonant is gone whole
+    (as in corpora end-pointed into the vowel, like many FSDD clips).
+
+    Only an onset consonant goes: if the speech (the first frame within ``speech_db`` of the loudest)
+    starts more than ``max_consonant_s`` before that vowel frame (a quieter first word of a sequence,
+    say, or noise as loud as speech), or under 100 ms would be left, ``y`` is returned unchanged.
+    """
+    loud = _loud_frames(y, sr, vowel_db)
+    if loud is None:
+        return y
+    hop, vowel = loud
+    _, speech = _loud_frames(y, sr, speech_db)
+    v = int(np.argmax(vowel))
+    start = v * hop + int(round(cut_s * sr))
+    if (v - int(np.argmax(speech))) * hop > max_consonant_s * sr or y.size - start < int(0.1 * sr):
+        return y
+    return y[start:].copy()
+
+
 def trim_end(y: np.ndarray, keep_s: float, sr: int = SAMPLE_RATE, *, threshold_db: float = -35.0) -> np.ndarray:
     """Cut the silence after the speech: keep up to the end of the last 10 ms frame within
     ``threshold_db`` of the loudest one, plus ``keep_s`` seconds.
@@ -200,8 +222,8 @@ class Augmenter:
     trim_s: tuple = (0.0, 0.08)  # seconds cut after the detected onset
     p_trim_end: float = 0.0  # share of clips whose silence after the speech is cut (see trim_end)
     trim_end_s: tuple = (0.0, 0.03)  # seconds kept after the last loud frame
-    p_trim_vowel: float = 0.0  # share of clips cut where the vowel begins: the first consonant gone whole
-    trim_vowel_db: float = -10.0  # dB under the loudest 10 ms frame where "the vowel" begins (see trim_onset)
+    p_trim_vowel: float = 0.0  # share of clips cut where the vowel begins (see trim_to_vowel)
+    trim_vowel_db: float = -10.0  # dB under the loudest 10 ms frame where "the vowel" begins
     trim_vowel_s: tuple = (0.0, 0.02)  # seconds cut after that frame
     p_hum: float = 0.0  # share of clips given stationary tonal noise (see hum)
     hum_snr_db: tuple = (10.0, 30.0)
@@ -242,7 +264,7 @@ class Augmenter:
         if self.p_trim_end and rng.random() < self.p_trim_end:  # draws nothing when off: old caches stay valid
             y = trim_end(y, float(rng.uniform(*self.trim_end_s)), self.sr)
         if self.p_trim_vowel and rng.random() < self.p_trim_vowel:  # likewise
-            y = trim_onset(y, float(rng.uniform(*self.trim_vowel_s)), self.sr, threshold_db=self.trim_vowel_db)
+            y = trim_to_vowel(y, float(rng.uniform(*self.trim_vowel_s)), self.sr, vowel_db=self.trim_vowel_db)
         if rng.random() < self.p_speed:
             y = speed_perturb(y, float(rng.uniform(*self.speed)), self.sr)
         if rng.random() < self.p_reverb:

@@ -175,7 +175,14 @@ def test_trim_vowel_drops_the_first_consonant_whole():
     vowel = (0.3 * np.sin(2 * np.pi * 200 * np.arange(6400) / sr)).astype(np.float32)
     y = np.concatenate([silence, fric, vowel])
     assert A.trim_onset(y, 0.0, sr).size == fric.size + vowel.size  # -35 dB: the fricative stays
-    assert A.trim_onset(y, 0.0, sr, threshold_db=-10.0).size == vowel.size  # -10 dB: it goes
+    assert A.trim_to_vowel(y, 0.0, sr).size == vowel.size  # cut at the vowel: it goes
+    assert A.trim_to_vowel(y, 0.01, sr).size == vowel.size - 160
+    quiet_word = np.concatenate([silence, 0.05 * vowel[:4800], silence[:800], vowel])  # "four SIX": a quiet first word
+    assert A.trim_to_vowel(quiet_word, 0.0, sr) is quiet_word  # more than a consonant before the vowel: unchanged
+    no_pause = np.concatenate([silence, 0.05 * vowel[:4800], vowel])
+    assert A.trim_to_vowel(no_pause, 0.0, sr) is no_pause  # the same without a pause between the words
+    short = np.concatenate([silence, fric, vowel[:800]])
+    assert A.trim_to_vowel(short, 0.0, sr) is short  # under 100 ms would be left: unchanged
     aug = A.Augmenter(p_trim_vowel=1.0, trim_vowel_s=(0.0, 0.02), p_noise=0, p_gain=0, p_speed=0, p_reverb=0,
                       p_telephone=0)
     sizes = [aug(y, np.random.default_rng(s)).size for s in range(20)]
