@@ -101,15 +101,22 @@ def reverb(y: np.ndarray, rng: np.random.Generator, sr: int = SAMPLE_RATE, *, rt
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
-def _loud_frames(y: np.ndarray, sr: int, threshold_db: float):
-    """(hop, mask) of the 10 ms frames of ``y`` within ``threshold_db`` of its loudest one; None
-    when ``y`` has fewer than two frames."""
+def _loud_frames(y: np.ndarray, sr: int, *thresholds_db: float):
+    """(hop, mask, ...) with one mask per threshold: the 10 ms frames of ``y`` within that many dB
+    of its loudest one (the frames' power computed once); None when ``y`` has fewer than two frames."""
     hop = max(1, int(0.01 * sr))
     n = y.size // hop
     if n < 2:
         return None
     frames = np.square(y[: n * hop].astype(np.float64)).reshape(n, hop).mean(axis=1)
-    return hop, frames >= frames.max() * 10 ** (threshold_db / 10.0)
+    return (hop, *(frames >= frames.max() * 10 ** (t / 10.0) for t in thresholds_db))
+
+
+def _cut_from(y: np.ndarray, start: int, sr: int) -> np.ndarray:
+    """``y`` from sample ``start`` on, or ``y`` itself when under 100 ms would be left."""
+    if y.size - start < int(0.1 * sr):
+        return y
+    return y[start:].copy()
 
 
 def trim_onset(y: np.ndarray, cut_s: float, sr: int = SAMPLE_RATE, *, threshold_db: float = -35.0) -> np.ndarray:
@@ -123,10 +130,7 @@ def trim_onset(y: np.ndarray, cut_s: float, sr: int = SAMPLE_RATE, *, threshold_
     if loud is None:
         return y
     hop, mask = loud
-    start = int(np.argmax(mask)) * hop + int(round(cut_s * sr))
-    if y.size - start < int(0.1 * sr):
-        return y
-    return y[start:].copy()
+    return _cut_from(y, int(np.argmax(mask)) * hop + int(round(cut_s * sr)), sr)
 
 
 def trim_to_vowel(y: np.ndarray, cut_s: float, sr: int = SAMPLE_RATE, *, vowel_db: float = -10.0,
@@ -139,16 +143,14 @@ def trim_to_vowel(y: np.ndarray, cut_s: float, sr: int = SAMPLE_RATE, *, vowel_d
     starts more than ``max_consonant_s`` before that vowel frame (a quieter first word of a sequence,
     say, or noise as loud as speech), or under 100 ms would be left, ``y`` is returned unchanged.
     """
-    loud = _loud_frames(y, sr, vowel_db)
+    loud = _loud_frames(y, sr, vowel_db, speech_db)
     if loud is None:
         return y
-    hop, vowel = loud
-    _, speech = _loud_frames(y, sr, speech_db)
+    hop, vowel, speech = loud
     v = int(np.argmax(vowel))
-    start = v * hop + int(round(cut_s * sr))
-    if (v - int(np.argmax(speech))) * hop > max_consonant_s * sr or y.size - start < int(0.1 * sr):
+    if (v - int(np.argmax(speech))) * hop > max_consonant_s * sr:
         return y
-    return y[start:].copy()
+    return _cut_from(y, v * hop + int(round(cut_s * sr)), sr)
 
 
 def trim_end(y: np.ndarray, keep_s: float, sr: int = SAMPLE_RATE, *, threshold_db: float = -35.0) -> np.ndarray:
