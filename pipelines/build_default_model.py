@@ -23,7 +23,8 @@ Splits
 
 ``--teacher MODEL`` (e.g. the shipped ``commands-ensemble``) adds knowledge distillation: the
 network also learns that model's frame posteriors (``TrainConfig.teacher``); the teacher was
-trained on these same splits, so no test speaker leaks in through it.
+trained on these same splits, so no test speaker leaks in through it. ``--distill-temperature T``
+softens those posteriors (``TrainConfig.distill_temperature``).
 
 ``--average-best N`` keeps every epoch's weights and evaluates and exports ``model-avg.npz``, the
 mean of the N best epochs (``TrainConfig.average_best``; by ``--select-by``, the dev loss unless
@@ -211,6 +212,9 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
                    "learns beside the CTC loss (knowledge distillation; same front end and alphabet).")
 @click.option("--distill-weight", type=click.FloatRange(0, 100), default=1.0, show_default=True,
               help="Weight of the distillation term (with --teacher).")
+@click.option("--distill-temperature", type=click.FloatRange(0, 100, min_open=True), default=1.0, show_default=True,
+              help="Temperature of the distillation term (with --teacher): the teacher's posteriors softened to "
+                   "softmax(log p / T), the network's scores divided by T, the term times T^2 (1: plain KL).")
 @click.option("--average-best", type=click.IntRange(min=0), default=0, show_default=True,
               help="Checkpoint averaging: keep every epoch's weights and evaluate/export the mean of the N epochs "
                    "with the lowest dev loss (<run>/model-avg.npz) instead of the best epoch alone (0: off).")
@@ -230,8 +234,8 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
 def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn, singles, sequences, copies, sc_copies, sc_other_copies, fmax, n_mfcc, p_telephone, p_trim, trim_max,
-         p_trim_end, p_trim_vowel, p_hum, p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, weight_decay, select_by, teacher, distill_weight, average_best, fsdd_test_speaker,
-         fsdd_train_speakers, seed, seeds, run_name, workers, export_name):
+         p_trim_end, p_trim_vowel, p_hum, p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, weight_decay, select_by, teacher, distill_weight, distill_temperature, average_best,
+         fsdd_test_speaker, fsdd_train_speakers, seed, seeds, run_name, workers, export_name):
     t_start = time.time()
     os.makedirs(work, exist_ok=True)
     try:
@@ -274,7 +278,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn
                 sc_copies=sc_copies, sc_other_copies=sc_other_copies, features=features, p_telephone=p_telephone,
                 p_trim=p_trim, trim_max=trim_max, p_trim_end=p_trim_end, p_trim_vowel=p_trim_vowel, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, dev_mode=dev_mode,
                 arctic=arctic, ema=ema, dropout=dropout, weight_decay=weight_decay, select_by=select_by, teacher=teacher, distill_weight=distill_weight,
-                average_best=average_best, fsdd_test_speaker=fsdd_test_speaker,
+                distill_temperature=distill_temperature, average_best=average_best, fsdd_test_speaker=fsdd_test_speaker,
                 fsdd_train_speakers=fsdd_train_speakers, workers=workers)
     network_file = "model-avg.npz" if average_best else "model.npz"  # what each seed contributes
     if len(seed_list) == 1:
@@ -313,7 +317,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
                   sc_copies, sc_other_copies, features, p_telephone, p_trim, trim_max, p_trim_end, p_hum, p_vtlp, vtlp_max, dev_mode,
                   arctic, ema, dropout, teacher, distill_weight, seed, run_dir, workers,
                   fsdd_test_speaker=FSDD_TEST_SPEAKER, fsdd_train_speakers="", average_best=0, weight_decay=0.0,
-                  select_by="loss", p_trim_vowel=0.0):
+                  select_by="loss", p_trim_vowel=0.0, distill_temperature=1.0):
     """Stages 1-3 for one seed: synthesis, manifests, training into ``run_dir`` (resumed if it has
     a checkpoint).  Returns (manifest paths, run_dir)."""
     from speechlstm.train import TrainConfig, Trainer
@@ -380,7 +384,8 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
                       augment=augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, p_trim_end, p_trim_vowel),
                       vocabulary=list(SPEECH_COMMANDS_WORDS), patience=patience, ema=ema, dropout=dropout,
                       weight_decay=weight_decay, select_by=select_by,
-                      teacher=teacher, distill_weight=distill_weight, average_best=average_best,
+                      teacher=teacher, distill_weight=distill_weight, distill_temperature=distill_temperature,
+                      average_best=average_best,
                       name="commands-stream" if unidirectional else "commands")
     Trainer(cfg).run(resume=True)
     return m, run_dir

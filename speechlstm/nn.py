@@ -6,6 +6,7 @@ Parameters are plain numpy arrays in dicts named exactly like PyTorch's (``weigh
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -296,9 +297,10 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> Tuple[float
     return loss, grad.astype(logits.dtype)
 
 
-def frame_distillation_loss(logits: np.ndarray, teacher_probs: np.ndarray, lengths: np.ndarray):
+def frame_distillation_loss(logits: np.ndarray, teacher_probs: np.ndarray, lengths: np.ndarray, *,
+                            temperature: float = 1.0):
     """Frame-wise knowledge distillation: per utterance, the sum over its frames of
-    KL(teacher ‖ student) = Σ_c p_T · (log p_T − log softmax(logits)), and its gradient.
+    τ² · KL(teacher ‖ student) = τ² · Σ_c p_T · (log p_T − log softmax(logits / τ)), and its gradient.
 
     Parameters
     ----------
@@ -308,13 +310,17 @@ def frame_distillation_loss(logits: np.ndarray, teacher_probs: np.ndarray, lengt
         the teacher's per-frame posteriors (rows sum to 1 on valid frames; any values past
         ``lengths``, which are ignored).
     lengths : np.ndarray [shape=(B,)], int in [0, T]
+    temperature : float > 0
+        τ: the student's scores are divided by it, and the term multiplied by τ² so that its gradient
+        keeps its size as τ grows (Hinton et al., 2015); ``teacher_probs`` are expected already
+        softened at the same τ. 1 (the default) is plain KL.
 
     Returns
     -------
     loss : np.ndarray [shape=(B,)], float64
     grad : np.ndarray [shape=(B, T, C)], dtype of ``logits``
-        gradient of ``loss.sum()`` w.r.t. the logits: softmax(logits) − p_T on valid frames, 0 past
-        ``lengths``.
+        gradient of ``loss.sum()`` w.r.t. the logits: τ · (softmax(logits / τ) − p_T) on valid
+        frames, 0 past ``lengths``.
     """
     logits = np.asarray(logits)
     p_t = np.asarray(teacher_probs, np.float64)
@@ -323,12 +329,18 @@ def frame_distillation_loss(logits: np.ndarray, teacher_probs: np.ndarray, lengt
     lengths = np.asarray(lengths)
     if lengths.shape != (logits.shape[0],) or np.any(lengths < 0) or np.any(lengths > logits.shape[1]):
         raise ParameterError(f"lengths must be {logits.shape[0]} values in [0, {logits.shape[1]}], got {lengths!r}")
+    tau = check_real("temperature", temperature, 0.0, math.inf)
+    if tau == 0.0:
+        raise ParameterError(f"temperature must be > 0, got {temperature!r}")
     valid = (np.arange(logits.shape[1])[None, :] < lengths[:, None])[:, :, None]
-    lp = log_softmax(logits.astype(np.float64))
+    z = logits.astype(np.float64)
+    lp = log_softmax(z if tau == 1.0 else z / tau)
     with np.errstate(divide="ignore", invalid="ignore"):
         plogp = np.where(p_t > 0, p_t * np.log(np.where(p_t > 0, p_t, 1.0)), 0.0)
     loss = np.where(valid, plogp - p_t * lp, 0.0).sum(axis=(1, 2))
     grad = np.where(valid, np.exp(lp) * p_t.sum(axis=2, keepdims=True) - p_t, 0.0)
+    if tau != 1.0:  # d(τ² KL)/d logits = τ² · (1/τ) · (softmax(logits/τ) − p_T)
+        loss, grad = loss * tau * tau, grad * tau
     return loss, grad.astype(logits.dtype)
 
 

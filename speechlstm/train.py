@@ -127,6 +127,8 @@ class TrainConfig:
     teacher: str = ""  # a model (path or shipped name, an ensemble too) whose frame posteriors the network learns
     # to match beside the CTC loss (knowledge distillation; "": off); same features and alphabet
     distill_weight: float = 1.0  # weight of that term: loss = CTC + distill_weight * Σ_frames KL(teacher ‖ network)
+    distill_temperature: float = 1.0  # τ: the teacher's posteriors softened to softmax(log p / τ), the network's scores
+    # divided by τ in that term, and the term multiplied by τ² (Hinton et al., 2015); 1: plain KL
     seed: int = 0
     workers: int = 2  # processes computing features
     device: str = "cpu"  # "cpu", "cuda" (numba.cuda LSTM forward and backward) or "auto"
@@ -141,6 +143,8 @@ class TrainConfig:
         if not isinstance(self.teacher, str):
             raise ParameterError(f"teacher must be a model path or name, got {self.teacher!r}")
         check_real("distill_weight", self.distill_weight, 0.0, 100.0)
+        if check_real("distill_temperature", self.distill_temperature, 0.0, 100.0) == 0.0:
+            raise ParameterError(f"distill_temperature must be > 0, got {self.distill_temperature!r}")
         check_average_best(self.average_best)
         if self.select_by not in SELECT_BY:
             raise ParameterError(f"select_by must be one of {list(SELECT_BY)}, got {self.select_by!r}")
@@ -394,13 +398,16 @@ class Trainer:
         return teacher
 
     def _teacher_posteriors(self, teacher, base_train, train_rows) -> List[np.ndarray]:
-        """The teacher's frame posteriors of every training utterance (its ensemble's mixture), on
-        the features before SpecAugment, as float16; cached on disk beside the features."""
+        """The teacher's frame posteriors of every training utterance (its ensemble's mixture, softened
+        at ``distill_temperature`` in float64), on the features before SpecAugment, as float16; cached
+        on disk beside the features."""
         from tqdm import tqdm
 
         from .transcribe import mix_log_probs
 
-        key = hashlib.sha256(f"{self.teacher_sha}|{self.cache._key(train_rows, self.cfg.augment_copies)}".encode())
+        tau = float(self.cfg.distill_temperature)
+        soften = "" if tau == 1.0 else f"|temperature={tau!r}"  # τ = 1 keeps the key older caches were written under
+        key = hashlib.sha256(f"{self.teacher_sha}|{self.cache._key(train_rows, self.cfg.augment_copies)}{soften}".encode())
         path = os.path.join(self.cache.dir, f"teacher-{key.hexdigest()[:20]}.npz")
         if os.path.exists(path):
             return _load_ragged(path, "P")[0]
@@ -413,7 +420,10 @@ class Trainer:
             X, _, il, _ = self._pad([xs[i] for i in idx], [np.zeros(1, np.int64)] * len(idx))
             lps = np.stack([a.log_probs(X, il)[0] for a in teacher.members], axis=1)  # [B, M, T, C]
             for j, i in enumerate(idx):
-                out[i] = np.exp(mix_log_probs(lps[j, :, : il[j]])).astype(np.float16)
+                lp = mix_log_probs(lps[j, :, : il[j]])
+                if tau != 1.0:
+                    lp = log_softmax(lp.astype(np.float64) / tau)
+                out[i] = np.exp(lp).astype(np.float16)
         _save_ragged(path, "P", out)
         return out
 
@@ -515,7 +525,7 @@ class Trainer:
                     P = np.zeros(logits.shape, np.float32)
                     for j, i in enumerate(bidx):
                         P[j, : il[j]] = self.teacher_probs[i]
-                    kd, kd_grad = frame_distillation_loss(logits, P, il)
+                    kd, kd_grad = frame_distillation_loss(logits, P, il, temperature=c.distill_temperature)
                     grad += c.distill_weight * kd_grad
                     tot_kd += float(kd.sum())
                 model.backward(grad / B, input_grad=False)
@@ -603,6 +613,8 @@ class Trainer:
             d["teacher_sha256"] = self.teacher_sha
         else:
             d.pop("distill_weight", None)
+        if d.get("distill_temperature") == 1.0 or "teacher_sha256" not in d:  # as before the option existed
+            d.pop("distill_temperature", None)
         h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
         h.update(str(len(self.train_x)).encode())
         h.update(str(sum(x.shape[0] for x in self.train_x)).encode())

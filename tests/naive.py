@@ -145,18 +145,19 @@ def softmax_cross_entropy(logits, labels):
     return loss, grad / n
 
 
-def frame_kl(logits, teacher_probs, lengths):
-    """Per utterance, the sum over valid frames of KL(teacher || softmax(logits)), one frame and one
-    class at a time (the gradient is checked by finite differences in the tests, not written here)."""
+def frame_kl(logits, teacher_probs, lengths, temperature=1.0):
+    """Per utterance, the sum over valid frames of temperature² · KL(teacher || softmax(logits /
+    temperature)), one frame and one class at a time (the gradient is checked by finite differences
+    in the tests, not written here)."""
     B, T, C = logits.shape
     out = np.zeros(B)
     for b in range(B):
         for t in range(int(lengths[b])):
-            lp = log_softmax(logits[b, t][None])[0]
+            lp = log_softmax(logits[b, t][None] / temperature)[0]
             for c in range(C):
                 p = float(teacher_probs[b, t, c])
                 if p > 0:
-                    out[b] += p * (np.log(p) - lp[c])
+                    out[b] += temperature ** 2 * p * (np.log(p) - lp[c])
     return out
 
 

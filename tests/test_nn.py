@@ -85,6 +85,42 @@ def test_frame_distillation_loss_matches_naive_and_finite_differences():
         frame_distillation_loss(z, p, np.array([7, 1, 1]))
 
 
+@pytest.mark.parametrize("tau", [0.5, 2.0, 4.0])
+def test_frame_distillation_loss_at_a_temperature_matches_naive_and_finite_differences(tau):
+    """temperature τ: τ² · KL(p_T ‖ softmax(logits / τ)), gradient τ · (softmax(logits / τ) − p_T)."""
+    rng = np.random.default_rng(6)
+    B, T, C = 2, 5, 4
+    z = 3.0 * rng.standard_normal((B, T, C))
+    p = rng.dirichlet(np.full(C, 0.5), size=(B, T))
+    lengths = np.array([5, 3])
+    loss, g = frame_distillation_loss(z, p, lengths, temperature=tau)
+    np.testing.assert_allclose(loss, naive.frame_kl(z, p, lengths, tau), rtol=1e-12, atol=1e-12)
+    assert not np.allclose(loss, naive.frame_kl(z, p, lengths))  # the temperature does something
+    num = np.zeros_like(z)
+    eps = 1e-6
+    for idx in np.ndindex(z.shape):
+        zp, zm = z.copy(), z.copy()
+        zp[idx] += eps
+        zm[idx] -= eps
+        num[idx] = (naive.frame_kl(zp, p, lengths, tau).sum() - naive.frame_kl(zm, p, lengths, tau).sum()) / (2 * eps)
+    np.testing.assert_allclose(g, num, atol=1e-6)
+    # a student whose softened posteriors are the teacher's: zero loss, zero gradient
+    l0, g0 = frame_distillation_loss(tau * np.log(p), p, lengths, temperature=tau)
+    np.testing.assert_allclose(l0, 0.0, atol=1e-12)
+    np.testing.assert_allclose(g0, 0.0, atol=1e-12)
+    # τ = 1 is the plain term, bit for bit
+    l1, g1 = frame_distillation_loss(z, p, lengths, temperature=1.0)
+    l_, g_ = frame_distillation_loss(z, p, lengths)
+    assert np.array_equal(l1, l_) and np.array_equal(g1, g_)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), "2"])
+def test_frame_distillation_loss_refuses_a_bad_temperature(bad):
+    z = np.zeros((1, 2, 3))
+    with pytest.raises(ParameterError, match="temperature"):
+        frame_distillation_loss(z, np.full_like(z, 1 / 3), np.array([2]), temperature=bad)
+
+
 def _toy_task(rng, n):
     """Class = which of 3 channels carries a pulse; the pulse sits at a random time."""
     X = 0.3 * rng.standard_normal((n, 20, 3)).astype(np.float32)

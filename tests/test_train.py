@@ -224,6 +224,37 @@ def test_distillation_pulls_the_network_towards_its_teacher(tiny_corpus, tmp_pat
                                                              teacher=str(tmp_path / "plain" / "model.npz")))).run(resume=True)
 
 
+def test_distillation_temperature_softens_the_cached_teacher_and_is_part_of_the_run(tiny_corpus, tmp_path):
+    """distill_temperature = τ: the teacher's cached posteriors are softmax(log p / τ) of its plain
+    ones (cached apart from them), and a run cannot be resumed at another τ."""
+    d, train, dev = tiny_corpus
+    Trainer(_cfg(d, train, dev, tmp_path / "t", epochs=1, seed=3)).run()
+    t = load_model(str(tmp_path / "t" / "model.npz"))  # a one-epoch network is near uniform: make it sure of an 'x'
+    t.acoustic.params["fc.bias"][t.alphabet.encode("x")[0]] += 4.0
+    teacher, cache = t.save(str(tmp_path / "teacher.npz")), tmp_path / "kdcache"
+    probs = {}
+    for tau in (1.0, 2.0):
+        tr = Trainer(_cfg(d, train, dev, tmp_path / f"kd{tau:g}", epochs=1, teacher=teacher, cache_dir=str(cache),
+                          distill_temperature=tau))
+        hist = tr.run()["history"]
+        assert np.isfinite(hist[-1]["train_distill"]) and hist[-1]["train_distill"] > 0
+        probs[tau] = tr.teacher_probs
+    assert len([f for f in os.listdir(cache) if f.startswith("teacher-")]) == 2
+    entropy = {tau: np.mean([-(p * np.log(np.maximum(p, 1e-30))).sum(axis=1).mean() for p in
+                             (x.astype(np.float64) for x in v)]) for tau, v in probs.items()}
+    assert entropy[2.0] > entropy[1.0] + 0.05, entropy
+    for p1, p2 in zip(probs[1.0], probs[2.0]):
+        p1 = p1.astype(np.float64)
+        want = np.sqrt(p1) / np.sqrt(p1).sum(axis=1, keepdims=True)  # softmax(log p / 2), from the float16 p
+        np.testing.assert_allclose(p2.astype(np.float64), want, atol=3e-3)
+    with pytest.raises(DataError, match="another configuration"):
+        Trainer(_cfg(d, train, dev, tmp_path / "kd1", epochs=2, teacher=teacher, cache_dir=str(cache),
+                     distill_temperature=2.0)).run(resume=True)
+    for bad in (0.0, -2.0, 101.0):
+        with pytest.raises(ParameterError, match="distill_temperature"):
+            _cfg(d, train, dev, tmp_path / "s", teacher=teacher, distill_temperature=bad)
+
+
 def test_distillation_refuses_a_teacher_that_does_not_fit(tiny_corpus, tmp_path):
     d, train, dev = tiny_corpus
     Trainer(_cfg(d, train, dev, tmp_path / "t13", epochs=1, features={"n_mfcc": 12})).run()
