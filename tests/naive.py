@@ -145,6 +145,17 @@ def softmax_cross_entropy(logits, labels):
     return loss, grad / n
 
 
+def central_difference_grad(f, x, eps=1e-6):
+    """d f(x) / d x of a scalar function by central differences, one element at a time."""
+    num = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += eps
+        xm[idx] -= eps
+        num[idx] = (f(xp) - f(xm)) / (2 * eps)
+    return num
+
+
 def frame_kl(logits, teacher_probs, lengths, temperature=1.0):
     """Per utterance, the sum over valid frames of temperature² · KL(teacher || softmax(logits /
     temperature)), one frame and one class at a time (the gradient is checked by finite differences
