@@ -47,22 +47,24 @@ def error_line(exc: BaseException, path: str | None = None) -> str:
     return msg
 
 
-def _interval(low, high, high_open: bool):
-    """``[low, high]`` as text, or None when both ends are infinite."""
+def _interval(low, high, high_open: bool, low_open: bool = False):
+    """``[low, high]`` as text (``(`` / ``)`` at an open or infinite end), or None when both ends are
+    infinite."""
     if math.isinf(low) and math.isinf(high):
         return None
-    return f"[{low:g}, {high:g}{')' if high_open else ']'}"
+    return f"{'(' if low_open or math.isinf(low) else '['}{low:g}, {high:g}{')' if high_open or math.isinf(high) else ']'}"
 
 
 def check_real(name: str, value, low: float = -math.inf, high: float = math.inf, *,
-               high_open: bool = False) -> float:
+               high_open: bool = False, low_open: bool = False) -> float:
     """``value`` as a float if it is a finite real number (not a bool) in ``[low, high]``
-    (``[low, high)`` with ``high_open``); else :class:`ParameterError` quoting it."""
+    (without ``high`` with ``high_open``, without ``low`` with ``low_open``); else
+    :class:`ParameterError` quoting it."""
     ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
-        ok = low <= value < high if high_open else low <= value <= high
+        ok = (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
     if not ok:
-        bounds = _interval(low, high, high_open)
+        bounds = _interval(low, high, high_open, low_open)
         what = f"a number in {bounds}" if bounds else "a finite number"
         raise ParameterError(f"{name} must be {what}, got {value!r}")
     return float(value)

@@ -6,7 +6,6 @@ Parameters are plain numpy arrays in dicts named exactly like PyTorch's (``weigh
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -329,19 +328,15 @@ def frame_distillation_loss(logits: np.ndarray, teacher_probs: np.ndarray, lengt
     lengths = np.asarray(lengths)
     if lengths.shape != (logits.shape[0],) or np.any(lengths < 0) or np.any(lengths > logits.shape[1]):
         raise ParameterError(f"lengths must be {logits.shape[0]} values in [0, {logits.shape[1]}], got {lengths!r}")
-    tau = check_real("temperature", temperature, 0.0, math.inf)
-    if tau == 0.0:
-        raise ParameterError(f"temperature must be > 0, got {temperature!r}")
+    tau = check_real("temperature", temperature, 0.0, low_open=True)
     valid = (np.arange(logits.shape[1])[None, :] < lengths[:, None])[:, :, None]
-    z = logits.astype(np.float64)
-    lp = log_softmax(z if tau == 1.0 else z / tau)
+    lp = log_softmax(logits.astype(np.float64) / tau)  # x / 1.0 and x * 1.0 are exact: τ = 1 is the plain term
     with np.errstate(divide="ignore", invalid="ignore"):
         plogp = np.where(p_t > 0, p_t * np.log(np.where(p_t > 0, p_t, 1.0)), 0.0)
     loss = np.where(valid, plogp - p_t * lp, 0.0).sum(axis=(1, 2))
     grad = np.where(valid, np.exp(lp) * p_t.sum(axis=2, keepdims=True) - p_t, 0.0)
-    if tau != 1.0:  # d(τ² KL)/d logits = τ² · (1/τ) · (softmax(logits/τ) − p_T)
-        loss, grad = loss * tau * tau, grad * tau
-    return loss, grad.astype(logits.dtype)
+    # d(τ² KL)/d logits = τ² · (1/τ) · (softmax(logits/τ) − p_T)
+    return loss * (tau * tau), (grad * tau).astype(logits.dtype)
 
 
 class AcousticModel(_Module):

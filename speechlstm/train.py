@@ -143,8 +143,7 @@ class TrainConfig:
         if not isinstance(self.teacher, str):
             raise ParameterError(f"teacher must be a model path or name, got {self.teacher!r}")
         check_real("distill_weight", self.distill_weight, 0.0, 100.0)
-        if check_real("distill_temperature", self.distill_temperature, 0.0, 100.0) == 0.0:
-            raise ParameterError(f"distill_temperature must be > 0, got {self.distill_temperature!r}")
+        check_real("distill_temperature", self.distill_temperature, 0.0, 100.0, low_open=True)
         check_average_best(self.average_best)
         if self.select_by not in SELECT_BY:
             raise ParameterError(f"select_by must be one of {list(SELECT_BY)}, got {self.select_by!r}")

@@ -28,6 +28,14 @@ def test_check_real_refuses_and_quotes(value, high_open, message):
         check_real("p", value, 0.0, 1.0, high_open=high_open)
 
 
+def test_check_real_with_an_open_low_end():
+    assert check_real("t", 1e-9, 0.0, low_open=True) == 1e-9 and check_real("t", 2, 0.0, 2.0, low_open=True) == 2.0
+    with pytest.raises(ParameterError, match=r"^t must be a number in \(0, 2\], got 0.0$"):
+        check_real("t", 0.0, 0.0, 2.0, low_open=True)
+    with pytest.raises(ParameterError, match=r"^t must be a number in \(0, 2\), got 2$"):
+        check_real("t", 2, 0.0, 2.0, low_open=True, high_open=True)
+
+
 def test_check_real_without_bounds_still_wants_finite():
     assert check_real("x", -1e30) == -1e30
     for bad in (math.inf, -math.inf):
