@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from .ctc import ctc_loss
 from .data import read_any
 from .decoding import greedy_decode
 from .device import check_device_name
-from .errors import DataError, ModelError, ParameterError, check_real, is_int
+from .errors import DataError, ModelError, ParameterError, check_real, error_line, is_int
 from .features import FeatureConfig, base_features, compute_stats, normalize_and_stack
 from .metrics import wer
 from .model import save_model
@@ -260,7 +261,7 @@ def _features_job(args):
     try:
         y = load_audio(path, sr=cfg.sample_rate)
     except Exception as exc:  # reported, the clip is skipped
-        return None, f"{path}: {exc}"
+        return None, error_line(exc, path)
     warp = 1.0
     if copy > 0:
         rng = np.random.default_rng([seed, copy, int(hashlib.sha1(path.encode()).hexdigest()[:8], 16)])
@@ -337,7 +338,9 @@ class FeatureCache:
                     feats.append(f)
                     idx.append(i)
         for e in errors[:10]:
-            print(f"skipped: {e}")
+            print(f"speechlstm: warning: {e} (skipped)", file=sys.stderr)
+        if len(errors) > 10:
+            print(f"speechlstm: warning: {len(errors) - 10} more clips skipped", file=sys.stderr)
         if not feats:
             raise DataError("no usable clips in the training data")
         _save_ragged(path, "X", feats, row_index=np.array(idx))

@@ -323,6 +323,29 @@ def test_manifest_copies_field_overrides_augment_copies(tiny_corpus, tmp_path):
             cache.get([dict(rows[1], copies=bad)], 1)
 
 
+def test_feature_cache_reports_an_unreadable_clip_once_and_goes_on(tiny_corpus, tmp_path, capsys):
+    from speechlstm.data import read_manifest
+    from speechlstm.features import FeatureConfig
+    from speechlstm.train import FeatureCache
+
+    d, train, _ = tiny_corpus
+    rows = read_manifest(train)[:3]
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    rows.append(dict(rows[0], path=str(bad)))
+    cache = FeatureCache(str(tmp_path / "cache"), FeatureConfig(), workers=1, progress=False)
+    feats, _, got = cache.get(rows, 0)
+    assert len(feats) == 3 and str(bad) not in [g["path"] for g in got]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"speechlstm: warning: {bad}: not a readable audio file (Format not recognised.) (skipped)"]
+    many = [dict(rows[0], path=str(tmp_path / f"gone{i}.wav")) for i in range(12)]
+    with pytest.raises(DataError, match="no usable clips"):
+        FeatureCache(str(tmp_path / "cache2"), FeatureConfig(), workers=1, progress=False).get(many, 0)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 11 and err[0] == f"speechlstm: warning: {tmp_path / 'gone0.wav'}: no such file (skipped)"
+    assert err[-1] == "speechlstm: warning: 2 more clips skipped"
+
+
 def test_dropout_run_resumes_bit_identically_and_differs_from_no_dropout(tiny_corpus, tmp_path):
     d, train, dev = tiny_corpus
     kw = dict(num_layers=2, dropout=0.3)
