@@ -17,7 +17,7 @@ from typing import Iterator, Union
 import numpy as np
 
 from . import config
-from .errors import AudioError, ParameterError, is_int
+from .errors import AudioError, ParameterError, check_real, is_int
 
 AudioSource = Union[str, os.PathLike, np.ndarray]
 
@@ -193,8 +193,7 @@ def stream_audio(
     block : np.ndarray [shape=(n,), dtype=float32]
     """
     sr = _check_sr(sr)
-    if not block_seconds > 0:
-        raise ParameterError(f"block_seconds must be > 0, got {block_seconds!r}")
+    block_seconds = check_real("block_seconds", block_seconds, 0, low_open=True)
     info = audio_info(path)
     p = info.path
     block = max(1, int(round(block_seconds * info.sample_rate)))

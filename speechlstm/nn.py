@@ -435,8 +435,7 @@ class Adam:
     """
 
     def __init__(self, params: Dict[str, np.ndarray], *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        if not lr > 0:
-            raise ParameterError(f"lr must be > 0, got {lr!r}")
+        lr = check_real("lr", lr, 0, low_open=True)
         self.params = params
         self.lr, self.betas, self.eps, self.weight_decay = float(lr), tuple(betas), float(eps), float(weight_decay)
         self.t = 0

@@ -97,6 +97,13 @@ def test_stream_equals_load_same_rate(wav_factory):
     assert np.array_equal(np.concatenate(blocks), load_audio(p))
 
 
+@pytest.mark.parametrize("bad", [0, -0.5, float("inf"), float("nan"), "1", True])
+def test_stream_refuses_a_bad_block_length(wav_factory, bad):
+    p = wav_factory("a.wav", tone(0.5), subtype="FLOAT")
+    with pytest.raises(ParameterError, match=r"block_seconds must be a number in \(0, inf\), got"):
+        next(stream_audio(p, block_seconds=bad))
+
+
 def test_stream_resampled_close_to_load(wav_factory):
     y = tone(3.0, sr=8000, freq=500)
     p = wav_factory("a.wav", y, sr=8000, subtype="FLOAT")

@@ -133,6 +133,12 @@ def test_sequence_classifier_learns():
         model.fit(X, y + 5, epochs=1)
 
 
+@pytest.mark.parametrize("bad", [0, -1e-3, float("inf"), float("nan"), "0.1", None])
+def test_adam_refuses_a_bad_learning_rate(bad):
+    with pytest.raises(ParameterError, match=r"lr must be a number in \(0, inf\), got"):
+        Adam({"w": np.zeros(3)}, lr=bad)
+
+
 def test_adam_state_round_trip():
     p = {"w": np.ones(3)}
     a = Adam(p, lr=0.1)
