@@ -77,6 +77,12 @@ class FeatureConfig:
                 bad(name, "must be a positive integer")
         if not is_int(self.delta_order, 0, 2):
             bad("delta_order", "must be 0, 1 or 2")
+        for name in ("win_ms", "hop_ms", "fmin", "fmax"):
+            try:
+                if not (name == "fmax" and self.fmax is None):  # None, like 0: the Nyquist frequency
+                    check_real(name, getattr(self, name))
+            except ParameterError:
+                bad(name, "must be a finite number")
         if not self.win_ms > 0:
             bad("win_ms", "must be > 0")
         if not 0 < self.hop_ms <= self.win_ms:

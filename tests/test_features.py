@@ -50,6 +50,11 @@ def test_config_round_trip_and_validation():
         FeatureConfig.from_dict({"colour": 1})
     with pytest.raises(ParameterError, match="hop_ms"):
         FeatureConfig(hop_ms=30)
+    for name, bad in (("win_ms", float("inf")), ("hop_ms", float("nan")), ("fmin", "20"), ("fmax", float("inf"))):
+        with pytest.raises(ParameterError, match=f"FeatureConfig.{name}={bad!r}: must be a finite number"):
+            FeatureConfig(**{name: bad})
+    y = np.sin(np.linspace(0, 800, 8000)).astype(np.float32)  # fmax None, like 0, is the Nyquist frequency
+    np.testing.assert_array_equal(base_features(y, FeatureConfig(fmax=None)), base_features(y, FeatureConfig(fmax=0.0)))
 
 
 def test_stacking_layout():
