@@ -337,6 +337,7 @@ class FeatureCache:
                 else:
                     feats.append(f)
                     idx.append(i)
+        errors = list(dict.fromkeys(errors))  # a bad file fails alike for each of its copies: once
         for e in errors[:10]:
             print(f"speechlstm: warning: {e} (skipped)", file=sys.stderr)
         if len(errors) > 10:

@@ -334,8 +334,8 @@ def test_feature_cache_reports_an_unreadable_clip_once_and_goes_on(tiny_corpus, 
     bad.write_text("not audio")
     rows.append(dict(rows[0], path=str(bad)))
     cache = FeatureCache(str(tmp_path / "cache"), FeatureConfig(), workers=1, progress=False)
-    feats, _, got = cache.get(rows, 0)
-    assert len(feats) == 3 and str(bad) not in [g["path"] for g in got]
+    feats, _, got = cache.get(rows, 2)  # the clean clip and two copies of each: the bad one named once
+    assert len(feats) == 9 and str(bad) not in [g["path"] for g in got]
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"speechlstm: warning: {bad}: not a readable audio file (Format not recognised.) (skipped)"]
     many = [dict(rows[0], path=str(tmp_path / f"gone{i}.wav")) for i in range(12)]
