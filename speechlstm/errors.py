@@ -60,7 +60,7 @@ def check_real(name: str, value, low: float = -math.inf, high: float = math.inf,
     """``value`` as a float if it is a finite real number (not a bool) in ``[low, high]``
     (without ``high`` with ``high_open``, without ``low`` with ``low_open``); else
     :class:`ParameterError` quoting it."""
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    ok = is_real(value)
     if ok:
         ok = (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
     if not ok:
@@ -85,6 +85,11 @@ def check_range(name: str, value, low: float = -math.inf, high: float = math.inf
         what = f"range within {bounds}" if bounds else "range of finite numbers"
         raise ParameterError(f"{name} must be a (low, high) {what}, got {value!r}")
     return (lo, hi)
+
+
+def is_real(value) -> bool:
+    """True if ``value`` is a finite real number (Python or NumPy, not a bool)."""
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def is_int(value, low: float = -math.inf, high: float = math.inf) -> bool:
