@@ -436,8 +436,13 @@ class Adam:
 
     def __init__(self, params: Dict[str, np.ndarray], *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         lr = check_real("lr", lr, 0, low_open=True)
+        if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
+            raise ParameterError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        betas = tuple(check_real(f"betas[{i}]", b, 0, 1, high_open=True) for i, b in enumerate(betas))
+        eps = check_real("eps", eps, 0, low_open=True)
+        weight_decay = check_real("weight_decay", weight_decay, 0)
         self.params = params
-        self.lr, self.betas, self.eps, self.weight_decay = float(lr), tuple(betas), float(eps), float(weight_decay)
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
         self.t = 0
         self.m = {k: np.zeros_like(v) for k, v in params.items()}
         self.v = {k: np.zeros_like(v) for k, v in params.items()}

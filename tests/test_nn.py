@@ -139,6 +139,21 @@ def test_adam_refuses_a_bad_learning_rate(bad):
         Adam({"w": np.zeros(3)}, lr=bad)
 
 
+@pytest.mark.parametrize("kw, msg", [
+    ({"betas": (1.0, 0.999)}, r"betas\[0\] must be a number in \[0, 1\), got 1.0"),
+    ({"betas": (0.9, -0.1)}, r"betas\[1\] must be a number in \[0, 1\), got -0.1"),
+    ({"betas": 0.9}, r"betas must be a pair \(beta1, beta2\), got 0.9"),
+    ({"betas": (0.9, 0.99, 0.999)}, r"betas must be a pair"),
+    ({"eps": 0.0}, r"eps must be a number in \(0, inf\), got 0.0"),
+    ({"eps": float("nan")}, r"eps must be a number in \(0, inf\), got nan"),
+    ({"weight_decay": -0.01}, r"weight_decay must be a number in \[0, inf\), got -0.01"),
+    ({"weight_decay": "0.1"}, r"weight_decay must be a number in \[0, inf\), got '0.1'"),
+])
+def test_adam_refuses_bad_betas_eps_and_weight_decay(kw, msg):
+    with pytest.raises(ParameterError, match=msg):
+        Adam({"w": np.zeros(3)}, lr=1e-3, **kw)
+
+
 def test_adam_state_round_trip():
     p = {"w": np.ones(3)}
     a = Adam(p, lr=0.1)
