@@ -178,7 +178,10 @@ def read_csv(path: str) -> List[dict]:
     return rows
 
 
-def write_manifest(rows: Iterable[dict], path: str) -> str:
+def write_manifest(rows: Iterable[dict], path) -> str:
+    """Write ``rows`` as a JSONL manifest at ``path`` (str or path-like; atomically: a temporary
+    file is renamed into place) and return the path as a str."""
+    path = os.fspath(path)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         for r in rows:

@@ -76,6 +76,13 @@ def test_manifest_round_trip_relative_paths(tmp_path):
         read_fsdd(str(tmp_path / "nope"))
 
 
+def test_manifest_paths_may_be_path_objects(tmp_path):
+    _wav(str(tmp_path / "a.wav"))
+    out = write_manifest([{"path": "a.wav", "text": "yes"}], tmp_path / "m.jsonl")
+    assert out == str(tmp_path / "m.jsonl") and isinstance(out, str)
+    assert read_manifest(tmp_path / "m.jsonl")[0]["path"] == str(tmp_path / "a.wav")
+
+
 def test_split_by_speaker_is_disjoint_and_stable():
     rows = [{"path": f"{i}.wav", "text": "", "speaker": f"s{i % 50}"} for i in range(500)]
     a = split_by_speaker(rows, test=0.2, dev=0.1)
