@@ -26,6 +26,30 @@ FRAME = 400  # samples (25 ms) per energy frame of the trim
 HOP = 80  # samples (5 ms) between energy frames
 
 
+def trim_rows(rows, out_dir, *, top_db=30.0):
+    """Each word clip of ``rows`` trimmed to its speech and written to ``out_dir`` as
+    ``<index>_<name>`` (16 kHz WAV); rows without text are kept as they are.  Returns (the new
+    rows, the paths that could not be read); each unreadable file is reported on one line on
+    stderr and left out."""
+    os.makedirs(out_dir, exist_ok=True)
+    out, failed = [], []
+    for i, r in enumerate(rows):
+        if not r.get("text"):
+            out.append(r)
+            continue
+        try:
+            y = load_audio(r["path"], sr=SAMPLE_RATE)
+        except (SpeechLSTMError, OSError) as exc:
+            click.echo(f"{error_line(exc, r['path'])} (skipped)", err=True)
+            failed.append(r["path"])
+            continue
+        yt, _ = librosa.effects.trim(y, top_db=top_db, frame_length=FRAME, hop_length=HOP)
+        path = os.path.abspath(os.path.join(out_dir, f"{i:06d}_{os.path.basename(r['path'])}"))
+        sf.write(path, yt, SAMPLE_RATE)
+        out.append(dict(r, path=path, duration=round(yt.size / SAMPLE_RATE, 3)))
+    return out, failed
+
+
 @click.command(cls=PipelineCommand)
 @click.argument("manifest")
 @click.option("--out", "out_dir", required=True, help="Folder for the trimmed WAVs and trimmed.jsonl.")
@@ -35,24 +59,9 @@ def main(manifest, out_dir, top_db):
     rows = read_manifest(manifest)
     if not rows:
         raise DataError(f"{manifest}: the manifest holds no clips")
-    os.makedirs(out_dir, exist_ok=True)
-    out, failed = [], 0
-    for i, r in enumerate(rows):
-        if not r.get("text"):
-            out.append(r)
-            continue
-        try:
-            y = load_audio(r["path"], sr=SAMPLE_RATE)
-        except (SpeechLSTMError, OSError) as exc:
-            click.echo(f"{error_line(exc, r['path'])} (skipped)", err=True)
-            failed += 1
-            continue
-        yt, _ = librosa.effects.trim(y, top_db=top_db, frame_length=FRAME, hop_length=HOP)
-        path = os.path.abspath(os.path.join(out_dir, f"{i:06d}_{os.path.basename(r['path'])}"))
-        sf.write(path, yt, SAMPLE_RATE)
-        out.append(dict(r, path=path, duration=round(yt.size / SAMPLE_RATE, 3)))
+    out, failed = trim_rows(rows, out_dir, top_db=top_db)
     dest = write_manifest(out, os.path.join(out_dir, "trimmed.jsonl"))
-    click.echo(json.dumps({"rows": len(out), "trimmed": sum(1 for r in out if r.get("text")), "failed": failed,
+    click.echo(json.dumps({"rows": len(out), "trimmed": sum(1 for r in out if r.get("text")), "failed": len(failed),
                            "manifest": dest}))
     if failed:
         raise SystemExit(1)

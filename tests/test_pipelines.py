@@ -136,3 +136,90 @@ def test_bench_models_bad_model_is_one_line(tmp_path):
     r = _run_pipeline("bench_models.py", "--model", "commands", "--model", bad, "--rounds", "1")
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [f"Error: {bad}: not a model file (speechlstm models are .npz archives; this is not one)"]
+
+
+def _speaker_in(bucket_lo, bucket_hi, prefix):
+    from speechlstm.data import speaker_bucket
+
+    return next(f"{prefix}{i:04x}" for i in range(10000) if bucket_lo <= speaker_bucket(f"{prefix}{i:04x}") < bucket_hi)
+
+
+def _fake_corpora(root):
+    """A Speech Commands folder with a dev speaker (bucket in [0.25, 0.35), as the build's split puts it)
+    and a training speaker, and an FSDD folder with nicolas and george, from the real clips of audio_samples."""
+    import shutil
+
+    samples = os.path.join(os.path.dirname(__file__), os.pardir, "audio_samples")
+    dev_spk, train_spk = _speaker_in(0.25, 0.35, "d"), _speaker_in(0.35, 1.0, "t")
+    sc = root / "speech_commands_v2_half"
+    for label, src in (("left", "sc_left.wav"), ("stop", "sc_stop.wav"), ("yes", "sc_yes.wav")):
+        (sc / label).mkdir(parents=True)
+        for spk in (dev_spk, train_spk):
+            shutil.copy(os.path.join(samples, src), sc / label / f"{spk}_nohash_0.wav")
+    (sc / "_unknown_").mkdir()
+    shutil.copy(os.path.join(samples, "sc_backward.wav"), sc / "_unknown_" / f"backward_{dev_spk}_nohash_0.wav")
+    (sc / "_silence_").mkdir()
+    silence_spk = _speaker_in(0.25, 0.35, "silence-n")  # a _silence_ clip's speaker is "silence-<name>"
+    shutil.copy(os.path.join(samples, "sc_background_noise.wav"),
+                sc / "_silence_" / f"{silence_spk[len('silence-'):]}_nohash_0.wav")
+    fsdd = root / "fsdd"
+    fsdd.mkdir()
+    for spk in ("nicolas", "george"):
+        shutil.copy(os.path.join(samples, "fsdd_seven_george.wav"), fsdd / f"7_{spk}_0.wav")
+        shutil.copy(os.path.join(samples, "fsdd_three_george.wav"), fsdd / f"3_{spk}_0.wav")
+    return dev_spk
+
+
+def test_yardstick_counts_each_part_and_refuses_models_that_heard_it(tmp_path):
+    import json
+
+    from speechlstm import load_model
+    from speechlstm.data import write_manifest
+
+    data = tmp_path / "data"
+    _fake_corpora(data)
+    shipped = load_model()
+    # a copy of the shipped network whose training manifest lists one of nicolas's clips
+    heard = write_manifest([{"path": str(data / "fsdd" / "7_nicolas_0.wav"), "text": "seven"}], tmp_path / "train.jsonl")
+    training = dict(shipped.meta["training"], config=dict(shipped.meta["training"]["config"], train=[heard]))
+    leaky = shipped.save(str(tmp_path / "leaky.npz"), training=training)
+    (tmp_path / "bad.npz").write_text("not a model")
+    r = _run_pipeline("yardstick.py", "commands", leaky, tmp_path / "bad.npz", "--baseline", "commands-stream",
+                      "--data", data, "--work", tmp_path / "work")
+    assert r.returncode == 1, r.stderr  # two models skipped, the shipped one scored
+    err = [line for line in r.stderr.strip().splitlines() if ": warning: " not in line]
+    assert len(err) == 2
+    assert err[0].startswith(f"yardstick.py: error: {leaky}: its training manifest {heard} holds 1 of the yardstick's clips")
+    assert err[1].startswith(f"yardstick.py: error: {tmp_path / 'bad.npz'}: ") and err[1].endswith(" (skipped)")
+    summary = json.loads((tmp_path / "work" / "yardstick.json").read_text())
+    assert summary["sizes"] == {"dev": 5, "devtrim": 5, "fsdd": 2}
+    (row,) = summary["models"]
+    assert row["model"] == "commands" and row["Y"] == sum(row["parts"].values())
+    # each part counted against the plain classify of every clip (the reference)
+    from speechlstm.data import COMMAND_CLASSES
+    from speechlstm.metrics import command_class
+
+    def right_12(rows):  # truth: the folder's class (or the word's); guess: classify's word, mapped alike
+        truth = [q["label"] if q.get("label") in COMMAND_CLASSES else command_class(q["text"], COMMAND_CLASSES[:10])
+                 for q in rows]
+        labels = [shipped.classify(q["path"])["label"] for q in rows]
+        guess = [command_class("" if w == "_silence_" else w, COMMAND_CLASSES[:10]) for w in labels]
+        return sum(t == g for t, g in zip(truth, guess))
+
+    dev_rows = [json.loads(line) for line in (tmp_path / "work" / "devtrim" / "trimmed.jsonl").read_text().splitlines()]
+    assert len(dev_rows) == 5 and sum(1 for q in dev_rows if str(tmp_path / "work" / "devtrim") in q["path"]) == 4
+    assert row["parts"]["devtrim"] == right_12(dev_rows)
+    originals = [dict(q, path=str(data / "speech_commands_v2_half" / q["label"] / os.path.basename(q["path"]).split("_", 1)[1]))
+                 if q.get("text") else q for q in dev_rows]
+    assert row["parts"]["dev"] == right_12(originals)
+    digits = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    fsdd_right = sum(shipped.classify(str(data / "fsdd" / f"{d}_nicolas_0.wav"), digits, no_speech=False)["label"] == w
+                     for d, w in ((7, "seven"), (3, "three")))
+    assert row["parts"]["fsdd"] == fsdd_right
+    assert row["comparison"]["fsdd"]["utterances"] == 2 and row["comparison"]["dev"]["utterances"] == 5
+    assert f"commands: Y = {row['Y']} | dev {row['parts']['dev']}/5" in r.stdout
+    assert "commands-stream (baseline): Y = " in r.stdout
+    # the test speaker, and a speaker not in the corpus, are refused before any work
+    for spk, msg in (("george", "'george' is the FSDD test speaker"), ("zed", "'zed' is not an FSDD speaker here")):
+        r = _run_pipeline("yardstick.py", "commands", "--fsdd-speaker", spk, "--data", data, "--work", tmp_path / "w2")
+        assert r.returncode == 2 and msg in r.stderr and "--fsdd-speaker" in r.stderr

@@ -1,0 +1,186 @@
+"""Y, the dev yardstick by which default-model recipes are compared (docs/experiments.md, "An unheard
+FSDD speaker as a second dev set"), for any number of models, each paired against a baseline.
+
+    python pipelines/yardstick.py runs/default/<run>/model.npz [MORE ...] --data ../shared/data \\
+        --work runs/yardstick [--baseline <model>]
+
+Y counts the clips a model gets right in three parts, none of them heard in its training:
+  dev       the Speech Commands v0.02 clips of the build pipeline's dev speakers (12 classes);
+  dev-trim  the same clips cut tightly to their word (``trimmed_set.py``), as FSDD's are;
+  fsdd      every clip of one FSDD speaker (``--fsdd-speaker``, default nicolas), closed-set among
+            the ten digits, no "no speech" candidate.
+A model is refused if a training manifest named in it (or in its teacher, or in an ensemble's
+members) lists any of these clips, so build the candidates with ``--fsdd-train-speakers`` leaving
+that speaker out (the standing split is ``--fsdd-train-speakers jackson,lucas``); a manifest that
+is no longer on disk cannot be checked, which is said on stderr.  The FSDD test speaker
+(``george``) cannot be the yardstick's speaker.  Prints one line per model and writes
+``yardstick.json`` and each part's report under ``--work``.  A model that cannot be loaded or
+evaluated is reported on one line and skipped; the exit status is then 1.
+"""
+import json
+import os
+
+import click
+
+from build_default_model import FSDD_TEST_SPEAKER
+from speechlstm.cli import PipelineCommand
+from speechlstm.data import read_fsdd, read_manifest, read_speech_commands, split_by_speaker, write_manifest
+from speechlstm.errors import DataError, SpeechLSTMError, error_line
+from speechlstm.evaluate import compare, evaluate, write_report
+from trimmed_set import trim_rows
+
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+PARTS = ("dev", "devtrim", "fsdd")
+
+
+def yardstick_sets(data_root, work, fsdd_speaker, top_db=30.0):
+    """The three parts' rows: ``{"dev", "devtrim", "fsdd"}`` (dev-trim's WAVs written under
+    ``work/devtrim``), and the paths of dev clips that could not be trimmed."""
+    fsdd = read_fsdd(os.path.join(data_root, "fsdd"))
+    speakers = sorted({r["speaker"] for r in fsdd})
+    if fsdd_speaker == FSDD_TEST_SPEAKER:
+        raise click.BadParameter(f"{fsdd_speaker!r} is the FSDD test speaker; a dev yardstick must not use him",
+                                 param_hint="--fsdd-speaker")
+    if fsdd_speaker not in speakers:
+        raise click.BadParameter(f"{fsdd_speaker!r} is not an FSDD speaker here (they are: {', '.join(speakers)})",
+                                 param_hint="--fsdd-speaker")
+    sc = split_by_speaker(read_speech_commands(os.path.join(data_root, "speech_commands_v2_half")), test=0.25, dev=0.10)
+    if not sc["dev"]:
+        raise DataError(f"{os.path.join(data_root, 'speech_commands_v2_half')}: no clip falls to the dev speakers")
+    trimmed, failed = trim_rows(sc["dev"], os.path.join(work, "devtrim"), top_db=top_db)
+    return {"dev": sc["dev"], "devtrim": trimmed, "fsdd": [r for r in fsdd if r["speaker"] == fsdd_speaker]}, failed
+
+
+def _training_manifests(training: dict, seen=None):
+    """Every training manifest named in a model's ``training`` entry, its teacher's (when its file
+    is still there) and its members' — the teacher's knowledge of a clip counts as hearing it."""
+    from speechlstm.model import load_model
+
+    seen = set() if seen is None else seen
+    out = []
+    cfg = training.get("config", {})
+    out += list(cfg.get("train", []))
+    teacher = cfg.get("teacher")
+    if teacher and os.path.isfile(teacher) and os.path.abspath(teacher) not in seen:
+        seen.add(os.path.abspath(teacher))
+        out += _training_manifests(load_model(teacher).meta.get("training", {}), seen)
+    for m in training.get("members", []) + training.get("averaged", []):
+        out += _training_manifests(m, seen)
+    return out
+
+
+def check_held_out(model, sets):
+    """Raises DataError if a training manifest of ``model`` lists a clip of ``sets``; returns the
+    manifests that could not be read (not checked)."""
+    ours = {os.path.abspath(r["path"]) for part in ("dev", "fsdd") for r in sets[part]}
+    unchecked = []
+    for path in dict.fromkeys(_training_manifests(model.meta.get("training", {}))):
+        if not os.path.isfile(path):
+            unchecked.append(path)
+            continue
+        heard = sum(1 for r in read_manifest(path) if os.path.abspath(r["path"]) in ours)
+        if heard:
+            raise DataError(f"{model.path}: its training manifest {path} holds {heard} of the yardstick's clips; "
+                            "its Y would not be held out")
+    return unchecked
+
+
+def _slug(path):
+    base = os.path.basename(path)
+    if base == "model.npz":
+        return os.path.basename(os.path.dirname(os.path.abspath(path))) or "model"
+    return base[:-4] if base.endswith(".npz") else base
+
+
+def score(model, sets, report_dir=None):
+    """``{part: evaluate() result}`` for the three parts (reports written under ``report_dir``)."""
+    res = {"dev": evaluate(model, sets["dev"], "classify"),
+           "devtrim": evaluate(model, sets["devtrim"], "classify"),
+           "fsdd": evaluate(model, sets["fsdd"], "classify", words=DIGITS, no_speech=False)}
+    if report_dir:
+        for part, r in res.items():
+            write_report(r, os.path.join(report_dir, part))
+    return res
+
+
+def _say(kind, msg):
+    click.echo(f"{click.get_current_context().info_name}: {kind}: {msg}", err=True)
+
+
+def right(result):
+    return sum(1 for u in result["per_utterance"] if u["errors"] == 0)
+
+
+@click.command(cls=PipelineCommand)
+@click.argument("models", nargs=-1, required=True)
+@click.option("--data", "data_root", default="../shared/data", show_default=True, help="Folder with the corpora.")
+@click.option("--work", default="runs/yardstick", show_default=True, help="Folder for dev-trim, reports, yardstick.json.")
+@click.option("--baseline", default=None, help="A model every one is paired against (McNemar per part).")
+@click.option("--fsdd-speaker", default="nicolas", show_default=True,
+              help="The FSDD speaker of the third part (none of the models may have trained on him).")
+@click.option("--top-db", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="dev-trim: frames this far below a clip's loudest count as silence.")
+def main(models, data_root, work, baseline, fsdd_speaker, top_db):
+    from speechlstm.model import load_model
+
+    os.makedirs(work, exist_ok=True)
+    sets, failed_trim = yardstick_sets(data_root, work, fsdd_speaker, top_db)
+    if failed_trim:
+        raise DataError(f"{len(failed_trim)} dev clip(s) could not be read, so Y would not be comparable "
+                        f"(first: {failed_trim[0]})")
+    write_manifest(sets["devtrim"], os.path.join(work, "devtrim", "trimmed.jsonl"))
+    sizes = {p: len(sets[p]) for p in PARTS}
+    click.echo(f"Y over {sum(sizes.values())} clips: dev {sizes['dev']}, dev-trim {sizes['devtrim']}, "
+               f"FSDD {fsdd_speaker} {sizes['fsdd']} (digits)")
+    base = None
+    names = list(models) + ([baseline] if baseline else [])
+    if len(set(map(_slug, names))) != len(names):
+        raise click.BadParameter("two models would share a report folder (the same file name, or two "
+                                 "model.npz in folders of one name)", param_hint="MODELS")
+    if baseline:
+        try:
+            bm = load_model(baseline)
+            for path in check_held_out(bm, sets):
+                _say("warning", f"{baseline}: training manifest {path} is gone; not checked")
+            base = score(bm, sets, os.path.join(work, _slug(baseline)))
+            click.echo(f"{baseline} (baseline): Y = {sum(right(base[p]) for p in PARTS)} | "
+                       + " | ".join(f"{p} {right(base[p])}/{sizes[p]}" for p in PARTS))
+        except SpeechLSTMError as exc:  # without its baseline no comparison can be made
+            raise DataError(error_line(exc, baseline)) from None
+    out, bad = [], 0
+    for path in models:
+        try:
+            m = load_model(path)
+            unchecked = check_held_out(m, sets)
+            for gone in unchecked:
+                _say("warning", f"{path}: training manifest {gone} is gone; not checked")
+            res = score(m, sets, os.path.join(work, _slug(path)))
+        except (SpeechLSTMError, OSError) as exc:
+            _say("error", f"{error_line(exc, path)} (skipped)")
+            bad += 1
+            continue
+        row = {"model": path, "Y": sum(right(res[p]) for p in PARTS), "parts": {p: right(res[p]) for p in PARTS},
+               "failures": sum(len(res[p]["failures"]) for p in PARTS), "unchecked_manifests": unchecked}
+        line = f"{path}: Y = {row['Y']} | " + " | ".join(f"{p} {row['parts'][p]}/{sizes[p]}" for p in PARTS)
+        if base is not None:
+            row["comparison"] = {p: compare(res[p], base[p]) for p in PARTS}
+            line += f" | against {baseline}: " + ", ".join(
+                f"{p} {c['only_model_right']} / {c['only_baseline_right']} (p = {c['mcnemar_p']:.3g})"
+                for p, c in row["comparison"].items())
+        if unchecked:
+            line += " | held out? not checked (a training manifest is gone)"
+        if row["failures"]:
+            line += f" | {row['failures']} clip(s) failed (counted wrong)"
+        click.echo(line)
+        out.append(row)
+    summary = {"fsdd_speaker": fsdd_speaker, "sizes": sizes, "baseline": baseline, "models": out}
+    if base is not None:
+        summary["baseline_Y"] = {"Y": sum(right(base[p]) for p in PARTS), "parts": {p: right(base[p]) for p in PARTS}}
+    with open(os.path.join(work, "yardstick.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    if bad:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
