@@ -116,20 +116,26 @@ def synthetic_sets(work, seed, n_single_per_word, n_sequences, n_test, workers):
     return train, test
 
 
-def noise_clips(work, rows, seed, n=150):
-    """Noise-only clips with empty transcripts (white/pink at random levels), as silence examples."""
+NOISE_SEED = 0  # the noise-only clips are one set, whatever the build's seed
+
+
+def noise_clips(work, n=150):
+    """Noise-only clips with empty transcripts (white/pink at random levels), as silence examples:
+    the same ``n`` clips for every seed and every order of builds (until 2026-12-07 each build drew
+    them from its own seed but kept files already there, so a work folder held the clips of
+    whichever seed it built first).  Files already there are kept, so the feature cache stays valid."""
     import soundfile as sf
 
     from speechlstm.augment import pink_noise, white_noise
 
     d = os.path.join(work, "noise_only")
     os.makedirs(d, exist_ok=True)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(NOISE_SEED)
     out = []
     for i in range(n):
         y = (pink_noise if i % 2 else white_noise)(16000, rng) * float(10 ** rng.uniform(-3.5, -1))
         p = os.path.abspath(os.path.join(d, f"noise_{i:04d}.wav"))
-        if not os.path.exists(p):  # same seed, same clip: keep the file (and the feature cache valid)
+        if not os.path.exists(p):
             sf.write(p, np.clip(y, -1, 1), 16000, subtype="PCM_16")
         out.append({"path": p, "text": "", "speaker": f"noise-{i}", "duration": 1.0})
     return out
@@ -336,7 +342,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
     fold = "" if fsdd_test_speaker == FSDD_TEST_SPEAKER else f"-fsdd{fsdd_test_speaker}"
     all_trainers = len(fsdd_trainers) == len(speakers) - 1
     trained_by = "" if all_trainers else f"-fsddtrain-{'-'.join(fsdd_trainers) or 'none'}"
-    noise_only = noise_clips(work, None, seed)
+    noise_only = noise_clips(work)
     arctic_rows = []
     if arctic:
         arctic_rows = [r for r in read_text_pairs(os.path.join(data_root, "arctic_cathy"), speaker="cathy")

@@ -223,3 +223,17 @@ def test_yardstick_counts_each_part_and_refuses_models_that_heard_it(tmp_path):
     for spk, msg in (("george", "'george' is the FSDD test speaker"), ("zed", "'zed' is not an FSDD speaker here")):
         r = _run_pipeline("yardstick.py", "commands", "--fsdd-speaker", spk, "--data", data, "--work", tmp_path / "w2")
         assert r.returncode == 2 and msg in r.stderr and "--fsdd-speaker" in r.stderr
+
+
+def test_noise_clips_are_one_set_and_kept(build, tmp_path):
+    """The noise-only clips do not depend on the build's seed or on which build came first, and a
+    second call leaves the files alone (their modification time is part of the feature cache key)."""
+    a = build.noise_clips(str(tmp_path / "a"), n=4)
+    stamps = [os.stat(r["path"]).st_mtime_ns for r in a]
+    again = build.noise_clips(str(tmp_path / "a"), n=4)
+    assert again == a and [os.stat(r["path"]).st_mtime_ns for r in again] == stamps
+    b = build.noise_clips(str(tmp_path / "b"), n=4)
+    for ra, rb in zip(a, b):
+        assert open(ra["path"], "rb").read() == open(rb["path"], "rb").read()
+        assert ra["text"] == "" and ra["duration"] == 1.0
+    assert len({open(r["path"], "rb").read() for r in a}) == 4  # four different clips
