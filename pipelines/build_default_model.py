@@ -61,6 +61,12 @@ def command_sequences(rng, n, max_words=6):
     return out
 
 
+def speech_commands_split(data_root):
+    """The Speech Commands v0.02 clips split by speaker as every build, evaluation and yardstick uses
+    them: ``{"train", "dev", "test"}`` (test 25 % of the speakers, dev the next 10 %)."""
+    return split_by_speaker(read_speech_commands(os.path.join(data_root, "speech_commands_v2_half")), test=0.25, dev=0.10)
+
+
 def fsdd_train_speakers_option(value, speakers, test_speaker):
     """The FSDD speakers that train, from ``--fsdd-train-speakers``: "" (all but the test speaker),
     "none", or a comma-separated list of speakers other than the test speaker."""
@@ -337,7 +343,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
     # 1. synthesis
     syn_train, syn_test = synthetic_sets(work, seed, singles, sequences, 300, workers)
     # 2. manifests
-    sc = split_by_speaker(read_speech_commands(os.path.join(data_root, "speech_commands_v2_half")), test=0.25, dev=0.10)
+    sc = speech_commands_split(data_root)
     fsdd_test, fsdd_dev, fsdd_train = fsdd_split(fsdd, fsdd_test_speaker, fsdd_trainers)
     fold = "" if fsdd_test_speaker == FSDD_TEST_SPEAKER else f"-fsdd{fsdd_test_speaker}"
     all_trainers = len(fsdd_trainers) == len(speakers) - 1

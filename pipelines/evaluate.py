@@ -13,9 +13,9 @@ import os
 import click
 import numpy as np
 
-from build_default_model import FSDD_TEST_SPEAKER, command_sequences, synthetic_voices
+from build_default_model import FSDD_TEST_SPEAKER, command_sequences, speech_commands_split, synthetic_voices
 from speechlstm.cli import PipelineCommand
-from speechlstm.data import SPEECH_COMMANDS_WORDS, read_fsdd, read_speech_commands, split_by_speaker, write_manifest
+from speechlstm.data import SPEECH_COMMANDS_WORDS, read_fsdd, read_speech_commands, write_manifest
 from speechlstm.evaluate import evaluate, evaluate_model_suite, write_report
 from speechlstm.synth import synthesize
 
@@ -29,7 +29,7 @@ def main(data_root, work, model_name, seed):
     from speechlstm.model import _resolve, load_model
 
     os.makedirs(work, exist_ok=True)
-    sc = split_by_speaker(read_speech_commands(os.path.join(data_root, "speech_commands_v2_half")), test=0.25, dev=0.10)
+    sc = speech_commands_split(data_root)
     fsdd = [r for r in read_fsdd(os.path.join(data_root, "fsdd")) if r["speaker"] == FSDD_TEST_SPEAKER]
     _, test_voices = synthetic_voices(np.random.default_rng(seed))
     synth = synthesize(command_sequences(np.random.default_rng(seed + 1), 300), os.path.join(work, "synth_test"),

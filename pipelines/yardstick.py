@@ -22,14 +22,14 @@ import os
 
 import click
 
-from build_default_model import FSDD_TEST_SPEAKER
+from build_default_model import FSDD_TEST_SPEAKER, speech_commands_split
 from speechlstm.cli import PipelineCommand
-from speechlstm.data import read_fsdd, read_manifest, read_speech_commands, split_by_speaker, write_manifest
+from speechlstm.alphabet import DIGIT_WORDS
+from speechlstm.data import read_fsdd, read_manifest, write_manifest
 from speechlstm.errors import DataError, SpeechLSTMError, error_line
 from speechlstm.evaluate import compare, evaluate, write_report
 from trimmed_set import trim_rows
 
-DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 PARTS = ("dev", "devtrim", "fsdd")
 
 
@@ -44,7 +44,7 @@ def yardstick_sets(data_root, work, fsdd_speaker, top_db=30.0):
     if fsdd_speaker not in speakers:
         raise click.BadParameter(f"{fsdd_speaker!r} is not an FSDD speaker here (they are: {', '.join(speakers)})",
                                  param_hint="--fsdd-speaker")
-    sc = split_by_speaker(read_speech_commands(os.path.join(data_root, "speech_commands_v2_half")), test=0.25, dev=0.10)
+    sc = speech_commands_split(data_root)
     if not sc["dev"]:
         raise DataError(f"{os.path.join(data_root, 'speech_commands_v2_half')}: no clip falls to the dev speakers")
     trimmed, failed = trim_rows(sc["dev"], os.path.join(work, "devtrim"), top_db=top_db)
@@ -85,6 +85,14 @@ def check_held_out(model, sets):
     return unchecked
 
 
+def _held_out_or_refused(model, name, sets):
+    """:func:`check_held_out`, each manifest it could not check warned of on stderr; returns them."""
+    unchecked = check_held_out(model, sets)
+    for path in unchecked:
+        _say("warning", f"{name}: training manifest {path} is gone; not checked")
+    return unchecked
+
+
 def _slug(path):
     base = os.path.basename(path)
     if base == "model.npz":
@@ -96,7 +104,7 @@ def score(model, sets, report_dir=None):
     """``{part: evaluate() result}`` for the three parts (reports written under ``report_dir``)."""
     res = {"dev": evaluate(model, sets["dev"], "classify"),
            "devtrim": evaluate(model, sets["devtrim"], "classify"),
-           "fsdd": evaluate(model, sets["fsdd"], "classify", words=DIGITS, no_speech=False)}
+           "fsdd": evaluate(model, sets["fsdd"], "classify", words=DIGIT_WORDS, no_speech=False)}
     if report_dir:
         for part, r in res.items():
             write_report(r, os.path.join(report_dir, part))
@@ -109,6 +117,16 @@ def _say(kind, msg):
 
 def right(result):
     return sum(1 for u in result["per_utterance"] if u["errors"] == 0)
+
+
+def tally(res):
+    """``{"Y", "parts"}`` of a :func:`score` result."""
+    parts = {p: right(res[p]) for p in PARTS}
+    return {"Y": sum(parts.values()), "parts": parts}
+
+
+def _line(name, t, sizes):
+    return f"{name}: Y = {t['Y']} | " + " | ".join(f"{p} {t['parts'][p]}/{sizes[p]}" for p in PARTS)
 
 
 @click.command(cls=PipelineCommand)
@@ -140,28 +158,24 @@ def main(models, data_root, work, baseline, fsdd_speaker, top_db):
     if baseline:
         try:
             bm = load_model(baseline)
-            for path in check_held_out(bm, sets):
-                _say("warning", f"{baseline}: training manifest {path} is gone; not checked")
+            _held_out_or_refused(bm, baseline, sets)
             base = score(bm, sets, os.path.join(work, _slug(baseline)))
-            click.echo(f"{baseline} (baseline): Y = {sum(right(base[p]) for p in PARTS)} | "
-                       + " | ".join(f"{p} {right(base[p])}/{sizes[p]}" for p in PARTS))
+            click.echo(_line(f"{baseline} (baseline)", tally(base), sizes))
         except SpeechLSTMError as exc:  # without its baseline no comparison can be made
             raise DataError(error_line(exc, baseline)) from None
     out, bad = [], 0
     for path in models:
         try:
             m = load_model(path)
-            unchecked = check_held_out(m, sets)
-            for gone in unchecked:
-                _say("warning", f"{path}: training manifest {gone} is gone; not checked")
+            unchecked = _held_out_or_refused(m, path, sets)
             res = score(m, sets, os.path.join(work, _slug(path)))
         except (SpeechLSTMError, OSError) as exc:
             _say("error", f"{error_line(exc, path)} (skipped)")
             bad += 1
             continue
-        row = {"model": path, "Y": sum(right(res[p]) for p in PARTS), "parts": {p: right(res[p]) for p in PARTS},
-               "failures": sum(len(res[p]["failures"]) for p in PARTS), "unchecked_manifests": unchecked}
-        line = f"{path}: Y = {row['Y']} | " + " | ".join(f"{p} {row['parts'][p]}/{sizes[p]}" for p in PARTS)
+        row = {"model": path, **tally(res), "failures": sum(len(res[p]["failures"]) for p in PARTS),
+               "unchecked_manifests": unchecked}
+        line = _line(path, row, sizes)
         if base is not None:
             row["comparison"] = {p: compare(res[p], base[p]) for p in PARTS}
             line += f" | against {baseline}: " + ", ".join(
@@ -175,7 +189,7 @@ def main(models, data_root, work, baseline, fsdd_speaker, top_db):
         out.append(row)
     summary = {"fsdd_speaker": fsdd_speaker, "sizes": sizes, "baseline": baseline, "models": out}
     if base is not None:
-        summary["baseline_Y"] = {"Y": sum(right(base[p]) for p in PARTS), "parts": {p: right(base[p]) for p in PARTS}}
+        summary["baseline_Y"] = tally(base)
     with open(os.path.join(work, "yardstick.json"), "w") as f:
         json.dump(summary, f, indent=2)
     if bad:
