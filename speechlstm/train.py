@@ -16,7 +16,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -272,9 +272,38 @@ def _features_job(args):
     return base, None
 
 
+_FILE_DIGESTS: Dict[Tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str) -> str:
+    """A digest of the bytes of the file at ``path`` ("-" if it cannot be read), remembered in this
+    process per (path, size, modification time), so a file is read once however often it is asked for."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "-"
+    k = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if k not in _FILE_DIGESTS:
+        h = hashlib.blake2b(digest_size=16)
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except OSError:
+            return "-"
+        _FILE_DIGESTS[k] = h.hexdigest()
+    return _FILE_DIGESTS[k]
+
+
 class FeatureCache:
     """Base features (MFCC+Δ+ΔΔ, un-normalised, un-stacked) of a manifest, computed once with a
-    process pool and stored in one ``.npz`` per (rows, feature config, augmentation) key."""
+    process pool and stored in one ``.npz`` per (rows, feature config, augmentation) key.
+
+    A row counts by its path, text and the bytes of its file (:func:`file_digest`), not by the file's
+    modification time: a corpus copied anew (same files, same paths) keeps its cache, a file whose
+    bytes change gets new features.  (Until 2026-12-07 the key held the size and modification time,
+    so caches written before then are not found and are computed once more.)
+    """
 
     def __init__(self, cache_dir: str, cfg: FeatureConfig, *, workers: int = 2, noise: Sequence[str] = (),
                  seed: int = 0, progress: bool = True, augment: Optional[dict] = None):
@@ -305,8 +334,7 @@ class FeatureCache:
         h.update(json.dumps([base_cfg.to_dict(), copies, self.seed, sorted(self.noise), self.augment],
                             sort_keys=True).encode())
         for r in rows:
-            st = os.stat(r["path"]) if os.path.exists(r["path"]) else None
-            h.update(f"{r['path']}|{r['text']}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}".encode())
+            h.update(f"{r['path']}|{r['text']}|{file_digest(r['path'])}".encode())
             if "copies" in r:  # only then, so caches written before the field existed stay valid
                 h.update(f"|copies={r['copies']}".encode())
         return h.hexdigest()[:20]

@@ -550,3 +550,39 @@ def test_train_cli_names_the_kept_epoch(tiny_corpus, tmp_path):
     best = min(log, key=lambda r: (r["train_loss"], r["epoch"]))
     assert r.exit_code == 0, r.output
     assert f"best epoch {best['epoch']} by training loss {best['train_loss']:.4f} (no dev set)" in r.output
+
+
+def test_feature_cache_keys_on_file_bytes_not_modification_time(tiny_corpus, tmp_path):
+    """A corpus copied anew (same bytes, same paths, new times) keeps its features; a file whose bytes
+    change under the same size and time gets new ones."""
+    import os
+
+    from speechlstm.data import read_manifest
+    from speechlstm.features import FeatureConfig
+    from speechlstm.train import FeatureCache, _FILE_DIGESTS
+
+    import shutil
+
+    d, train, _ = tiny_corpus
+    rows = [dict(r, path=shutil.copy(r["path"], tmp_path / f"{i}.wav")) for i, r in enumerate(read_manifest(train)[:3])]
+    rows = [dict(r, path=str(r["path"])) for r in rows]  # the corpus is the module's: changed only in copies
+    cache = FeatureCache(str(tmp_path / "cache"), FeatureConfig(), workers=1, progress=False)
+    key = cache._key(rows, 1)
+    cache.get(rows, 1)
+    target = rows[0]["path"]
+    st = os.stat(target)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10**10))  # "copied anew": ten seconds later
+    assert cache._key(rows, 1) == key
+    assert len(os.listdir(tmp_path / "cache")) == 1
+    cache.get(rows, 1)
+    assert len(os.listdir(tmp_path / "cache")) == 1  # found, not computed again
+    data = bytearray(open(target, "rb").read())
+    data[-2:] = bytes([data[-2] ^ 0x01, data[-1] ^ 0x01])  # one sample changed, same size
+    st = os.stat(target)
+    with open(target, "wb") as f:
+        f.write(bytes(data))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    _FILE_DIGESTS.clear()  # a new process: nothing remembered
+    assert cache._key(rows, 1) != key
+    missing = [dict(rows[1], path=str(tmp_path / "gone.wav"))]
+    assert cache._key(missing, 1) == cache._key(missing, 1)
