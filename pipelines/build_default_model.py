@@ -111,6 +111,35 @@ def synthetic_voices(rng):
     return train_voices, test_voices
 
 
+SYNTH_DEV_SEED = 2026  # seed of the held-out-voice synthetic dev set (no build's test set uses it)
+SYNTH_DEV_VOICES = 60  # voices drawn for it
+
+
+def synthetic_dev_set(work, n=300, *, seed=SYNTH_DEV_SEED, workers=2):
+    """``n`` command sequences rendered by new draws of the held-out voices (the accents and flite
+    voice of the synthetic test set, which no build trains on), written under ``work/synth_dev``.
+
+    The dev set of "A word prior for command sequences" (docs/experiments.md): its texts and voices'
+    rates and pitches are new draws, but its accents and variants are the test set's population, as
+    the Speech Commands dev speakers are the test speakers' — a dev set, not a second test set.
+    """
+    variants = [v for v in espeak_variants() if v not in EXCLUDED_VARIANTS]
+    voices = voice_pool(np.random.default_rng(seed), SYNTH_DEV_VOICES, espeak_accents=HELD_OUT_ACCENTS,
+                        espeak_variant_names=variants, flite_names=HELD_OUT_FLITE)
+    texts = command_sequences(np.random.default_rng(seed), n)
+    return synthesize(texts, os.path.join(work, "synth_dev"), voices=voices, seed=seed, workers=workers)
+
+
+def held_out_voice(speaker):
+    """Whether a manifest row's ``speaker`` (``engine:voice[+variant]:rR:pP``, :attr:`Voice.speaker`)
+    is one of the held-out synthetic voices."""
+    parts = str(speaker).split(":")
+    if len(parts) < 2:
+        return False
+    voice = parts[1].split("+")[0]
+    return (parts[0] == "espeak-ng" and voice in HELD_OUT_ACCENTS) or (parts[0] == "flite" and voice in HELD_OUT_FLITE)
+
+
 def synthetic_sets(work, seed, n_single_per_word, n_sequences, n_test, workers):
     rng = np.random.default_rng(seed)
     train_voices, test_voices = synthetic_voices(rng)

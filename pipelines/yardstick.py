@@ -9,8 +9,12 @@ Y counts the clips a model gets right in three parts, none of them heard in its 
   dev-trim  the same clips cut tightly to their word (``trimmed_set.py``), as FSDD's are;
   fsdd      every clip of one FSDD speaker (``--fsdd-speaker``, default nicolas), closed-set among
             the ten digits, no "no speech" candidate.
+Beside Y, not in it: ``synth-dev``, the WER of ``transcribe`` on ``--synth-dev`` (default 300) command
+sequences rendered by new draws of the held-out synthetic voices (``build_default_model.synthetic_dev_set``,
+seed 2026; ``--synth-dev 0`` leaves it out), paired against the baseline over whole sequences — so a recipe
+cannot trade the synthetic-voice target for Y unseen.
 A model is refused if a training manifest named in it (or in its teacher, or in an ensemble's
-members) lists any of these clips, so build the candidates with ``--fsdd-train-speakers`` leaving
+members) lists any of these clips or any held-out synthetic voice, so build the candidates with ``--fsdd-train-speakers`` leaving
 that speaker out (the standing split is ``--fsdd-train-speakers jackson,lucas``); a manifest that
 is no longer on disk cannot be checked, which is said on stderr.  The FSDD test speaker
 (``george``) cannot be the yardstick's speaker.  Prints one line per model and writes
@@ -22,7 +26,7 @@ import os
 
 import click
 
-from build_default_model import FSDD_TEST_SPEAKER, speech_commands_split
+from build_default_model import FSDD_TEST_SPEAKER, held_out_voice, speech_commands_split, synthetic_dev_set
 from speechlstm.cli import PipelineCommand
 from speechlstm.alphabet import DIGIT_WORDS
 from speechlstm.data import read_fsdd, read_manifest, write_manifest
@@ -70,18 +74,24 @@ def _training_manifests(training: dict, seen=None):
 
 
 def check_held_out(model, sets):
-    """Raises DataError if a training manifest of ``model`` lists a clip of ``sets``; returns the
-    manifests that could not be read (not checked)."""
+    """Raises DataError if a training manifest of ``model`` lists a clip of ``sets`` (or, when
+    ``sets`` holds ``synth``, a clip of a held-out synthetic voice); returns the manifests that
+    could not be read (not checked)."""
     ours = {os.path.abspath(r["path"]) for part in ("dev", "fsdd") for r in sets[part]}
     unchecked = []
     for path in dict.fromkeys(_training_manifests(model.meta.get("training", {}))):
         if not os.path.isfile(path):
             unchecked.append(path)
             continue
-        heard = sum(1 for r in read_manifest(path) if os.path.abspath(r["path"]) in ours)
+        rows = read_manifest(path)
+        heard = sum(1 for r in rows if os.path.abspath(r["path"]) in ours)
         if heard:
             raise DataError(f"{model.path}: its training manifest {path} holds {heard} of the yardstick's clips; "
                             "its Y would not be held out")
+        voiced = sum(1 for r in rows if held_out_voice(r.get("speaker", ""))) if sets.get("synth") else 0
+        if voiced:
+            raise DataError(f"{model.path}: its training manifest {path} holds {voiced} clip(s) of the held-out "
+                            "synthetic voices; its synth-dev WER would not be held out")
     return unchecked
 
 
@@ -101,10 +111,13 @@ def _slug(path):
 
 
 def score(model, sets, report_dir=None):
-    """``{part: evaluate() result}`` for the three parts (reports written under ``report_dir``)."""
+    """``{part: evaluate() result}`` for the three parts, and ``synth`` (transcribed) when ``sets``
+    holds it (reports written under ``report_dir``)."""
     res = {"dev": evaluate(model, sets["dev"], "classify"),
            "devtrim": evaluate(model, sets["devtrim"], "classify"),
            "fsdd": evaluate(model, sets["fsdd"], "classify", words=DIGIT_WORDS, no_speech=False)}
+    if sets.get("synth"):
+        res["synth"] = evaluate(model, sets["synth"], "transcribe")
     if report_dir:
         for part, r in res.items():
             write_report(r, os.path.join(report_dir, part))
@@ -120,13 +133,24 @@ def right(result):
 
 
 def tally(res):
-    """``{"Y", "parts"}`` of a :func:`score` result."""
+    """``{"Y", "parts"}`` of a :func:`score` result, and ``synth`` (WER, word errors, words and
+    sequences right) when it was scored."""
     parts = {p: right(res[p]) for p in PARTS}
-    return {"Y": sum(parts.values()), "parts": parts}
+    out = {"Y": sum(parts.values()), "parts": parts}
+    if "synth" in res:
+        u = res["synth"]["per_utterance"]
+        out["synth"] = {"wer": res["synth"]["wer"], "word_errors": sum(x["errors"] for x in u),
+                        "words": sum(x["length"] for x in u), "sequences_right": right(res["synth"])}
+    return out
 
 
 def _line(name, t, sizes):
-    return f"{name}: Y = {t['Y']} | " + " | ".join(f"{p} {t['parts'][p]}/{sizes[p]}" for p in PARTS)
+    line = f"{name}: Y = {t['Y']} | " + " | ".join(f"{p} {t['parts'][p]}/{sizes[p]}" for p in PARTS)
+    if "synth" in t:
+        s = t["synth"]
+        line += (f" | synth-dev WER {100 * s['wer']:.2f} % ({s['word_errors']}/{s['words']} words; "
+                 f"{s['sequences_right']}/{sizes['synth']} sequences right)")
+    return line
 
 
 @click.command(cls=PipelineCommand)
@@ -138,7 +162,11 @@ def _line(name, t, sizes):
               help="The FSDD speaker of the third part (none of the models may have trained on him).")
 @click.option("--top-db", type=click.FloatRange(min=1), default=30.0, show_default=True,
               help="dev-trim: frames this far below a clip's loudest count as silence.")
-def main(models, data_root, work, baseline, fsdd_speaker, top_db):
+@click.option("--synth-dev", type=click.IntRange(min=0), default=300, show_default=True,
+              help="Command sequences of held-out synthetic voices, transcribed beside Y (0: none).")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Parallel renders of the synthetic dev set.")
+def main(models, data_root, work, baseline, fsdd_speaker, top_db, synth_dev, workers):
     from speechlstm.model import load_model
 
     os.makedirs(work, exist_ok=True)
@@ -150,6 +178,14 @@ def main(models, data_root, work, baseline, fsdd_speaker, top_db):
     sizes = {p: len(sets[p]) for p in PARTS}
     click.echo(f"Y over {sum(sizes.values())} clips: dev {sizes['dev']}, dev-trim {sizes['devtrim']}, "
                f"FSDD {fsdd_speaker} {sizes['fsdd']} (digits)")
+    if synth_dev:
+        sets["synth"] = synthetic_dev_set(work, synth_dev, workers=workers)
+        if len(sets["synth"]) != synth_dev:
+            raise DataError(f"{os.path.join(work, 'synth_dev')}: {synth_dev - len(sets['synth'])} of the {synth_dev} "
+                            "synthetic dev sequences could not be rendered, so its WER would not be comparable")
+        write_manifest(sets["synth"], os.path.join(work, "synth_dev", "synth_dev.jsonl"))
+        sizes["synth"] = len(sets["synth"])
+        click.echo(f"beside Y: synth-dev, {sizes['synth']} command sequences of held-out synthetic voices (WER)")
     base = None
     names = list(models) + ([baseline] if baseline else [])
     if len(set(map(_slug, names))) != len(names):
@@ -173,11 +209,11 @@ def main(models, data_root, work, baseline, fsdd_speaker, top_db):
             _say("error", f"{error_line(exc, path)} (skipped)")
             bad += 1
             continue
-        row = {"model": path, **tally(res), "failures": sum(len(res[p]["failures"]) for p in PARTS),
+        row = {"model": path, **tally(res), "failures": sum(len(r["failures"]) for r in res.values()),
                "unchecked_manifests": unchecked}
         line = _line(path, row, sizes)
         if base is not None:
-            row["comparison"] = {p: compare(res[p], base[p]) for p in PARTS}
+            row["comparison"] = {p: compare(res[p], base[p]) for p in res}
             line += f" | against {baseline}: " + ", ".join(
                 f"{p} {c['only_model_right']} / {c['only_baseline_right']} (p = {c['mcnemar_p']:.3g})"
                 for p, c in row["comparison"].items())

@@ -183,16 +183,23 @@ def test_yardstick_counts_each_part_and_refuses_models_that_heard_it(tmp_path):
     heard = write_manifest([{"path": str(data / "fsdd" / "7_nicolas_0.wav"), "text": "seven"}], tmp_path / "train.jsonl")
     training = dict(shipped.meta["training"], config=dict(shipped.meta["training"]["config"], train=[heard]))
     leaky = shipped.save(str(tmp_path / "leaky.npz"), training=training)
+    # and one whose training manifest holds a clip of a held-out synthetic voice
+    voiced = write_manifest([{"path": str(data / "fsdd" / "3_george_0.wav"), "text": "three",
+                              "speaker": "espeak-ng:en-029+f3:r1.00:p1.00"}], tmp_path / "voiced.jsonl")
+    training = dict(shipped.meta["training"], config=dict(shipped.meta["training"]["config"], train=[voiced]))
+    accented = shipped.save(str(tmp_path / "accented.npz"), training=training)
     (tmp_path / "bad.npz").write_text("not a model")
-    r = _run_pipeline("yardstick.py", "commands", leaky, tmp_path / "bad.npz", "--baseline", "commands-stream",
-                      "--data", data, "--work", tmp_path / "work")
-    assert r.returncode == 1, r.stderr  # two models skipped, the shipped one scored
-    err = [line for line in r.stderr.strip().splitlines() if ": warning: " not in line]
-    assert len(err) == 2
+    r = _run_pipeline("yardstick.py", "commands", leaky, accented, tmp_path / "bad.npz", "--baseline", "commands-stream",
+                      "--data", data, "--work", tmp_path / "work", "--synth-dev", "5")
+    assert r.returncode == 1, r.stderr  # three models skipped, the shipped one scored
+    err = [line for line in r.stderr.strip().splitlines() if line.startswith("yardstick.py: error: ")]  # not the progress bars
+    assert len(err) == 3
     assert err[0].startswith(f"yardstick.py: error: {leaky}: its training manifest {heard} holds 1 of the yardstick's clips")
-    assert err[1].startswith(f"yardstick.py: error: {tmp_path / 'bad.npz'}: ") and err[1].endswith(" (skipped)")
+    assert err[1].startswith(f"yardstick.py: error: {accented}: its training manifest {voiced} holds 1 clip(s) of "
+                             "the held-out synthetic voices")
+    assert err[2].startswith(f"yardstick.py: error: {tmp_path / 'bad.npz'}: ") and err[2].endswith(" (skipped)")
     summary = json.loads((tmp_path / "work" / "yardstick.json").read_text())
-    assert summary["sizes"] == {"dev": 5, "devtrim": 5, "fsdd": 2}
+    assert summary["sizes"] == {"dev": 5, "devtrim": 5, "fsdd": 2, "synth": 5}
     (row,) = summary["models"]
     assert row["model"] == "commands" and row["Y"] == sum(row["parts"].values())
     # each part counted against the plain classify of every clip (the reference)
@@ -217,6 +224,17 @@ def test_yardstick_counts_each_part_and_refuses_models_that_heard_it(tmp_path):
                      for d, w in ((7, "seven"), (3, "three")))
     assert row["parts"]["fsdd"] == fsdd_right
     assert row["comparison"]["fsdd"]["utterances"] == 2 and row["comparison"]["dev"]["utterances"] == 5
+    # the synthetic dev part: held-out voices only, transcribed, outside Y, paired over sequences
+    from speechlstm.metrics import error_counts
+
+    synth = [json.loads(line) for line in (tmp_path / "work" / "synth_dev" / "synth_dev.jsonl").read_text().splitlines()]
+    assert len(synth) == 5 and all(q["speaker"].split(":")[1].split("+")[0] in ("en-029", "en-us-nyc", "rms") for q in synth)
+    hyps = [shipped.transcribe(q["path"])["text"] for q in synth]
+    errors = sum(error_counts([q["text"]], [h], "word")[0] for q, h in zip(synth, hyps))
+    assert row["synth"]["word_errors"] == errors and row["synth"]["words"] == sum(len(q["text"].split()) for q in synth)
+    assert row["synth"]["sequences_right"] == sum(q["text"] == h for q, h in zip(synth, hyps))
+    assert row["comparison"]["synth"]["utterances"] == 5
+    assert f"synth-dev WER {100 * row['synth']['wer']:.2f} % ({errors}/" in r.stdout
     assert f"commands: Y = {row['Y']} | dev {row['parts']['dev']}/5" in r.stdout
     assert "commands-stream (baseline): Y = " in r.stdout
     # the test speaker, and a speaker not in the corpus, are refused before any work
@@ -227,7 +245,7 @@ def test_yardstick_counts_each_part_and_refuses_models_that_heard_it(tmp_path):
 
 def test_noise_clips_are_one_set_and_kept(build, tmp_path):
     """The noise-only clips do not depend on the build's seed or on which build came first, and a
-    second call leaves the files alone (their modification time is part of the feature cache key)."""
+    second call leaves the files alone (nothing is rewritten)."""
     a = build.noise_clips(str(tmp_path / "a"), n=4)
     stamps = [os.stat(r["path"]).st_mtime_ns for r in a]
     again = build.noise_clips(str(tmp_path / "a"), n=4)
