@@ -12,10 +12,11 @@ machine falls on all of them alike.  Timed per model and round:
 3. ``classify``: ``model.classify`` of each of 20 one-second clips (the 12-class task's path) —
    ms per clip.
 
-Printed per model: networks, parameters, the median of each time, and the median over rounds of
-its ratio to the first model's time in the same round (the first model is the baseline: by default
-the shipped default ``commands``), beside the held-out accuracies stored in the model file
-(``speechlstm info``: FSDD closed-set digits, Speech Commands v2 and v0.01-sample 12-class).
+Printed per model (named as given: a shipped name or the file's path): networks, parameters, the
+median of each time, and the median over rounds of its ratio to the first model's time in the same
+round (the first model is the baseline: by default the shipped default ``commands``), beside the
+held-out accuracies stored in the model file (``speechlstm info``: FSDD closed-set digits, Speech
+Commands v2 and v0.01-sample 12-class).
 """
 import glob
 import os
@@ -95,13 +96,14 @@ def main(model_names, rounds):
                 for t, fn in tasks.items():
                     times[(i, t)].append(_timed(lambda: fn(models[i])))
 
-    print(f"one core, {rounds} rounds; medians; ratio = median over rounds of (model / {models[0].name}) in the same round")
+    labels = list(model_names)  # as given: a shipped name, or the path (run models share the name "commands")
+    print(f"one core, {rounds} rounds; medians; ratio = median over rounds of (model / {labels[0]}) in the same round")
     head = ("| model | networks | parameters | transcribe ms per s of audio (ratio) | network ms per s of audio (ratio) "
             "| classify ms per 1 s clip (ratio) | " + " | ".join(label for _, label in ACCURACY_KEYS) + " |")
     print(head)
     print("|" + "---|" * (6 + len(ACCURACY_KEYS)))
     for i, m in enumerate(models):
-        cells = [m.name, str(len(m.members)), f"{_n_params(m):,}"]
+        cells = [labels[i], str(len(m.members)), f"{_n_params(m):,}"]
         for t in tasks:
             med = statistics.median(times[(i, t)]) * scale[t]
             ratio = statistics.median(a / b for a, b in zip(times[(i, t)], times[(0, t)]))

@@ -130,6 +130,19 @@ def test_bench_models_times_each_model_against_the_first():
     assert base[6] == "96.8 %"  # FSDD closed-set digits, as stored in the shipped default
 
 
+def test_bench_models_names_model_files_by_their_paths(tmp_path):
+    """Models a build wrote all carry the name "commands": rows named by path tell them apart."""
+    from speechlstm import load_model
+
+    a = load_model().save(str(tmp_path / "a.npz"))
+    b = load_model().save(str(tmp_path / "b.npz"))
+    r = _run_pipeline("bench_models.py", "--model", a, "--model", b, "--rounds", "1")
+    assert r.returncode == 0, r.stderr
+    assert f"(model / {a})" in r.stdout
+    rows = [line.split(" | ")[0] for line in r.stdout.splitlines() if line.startswith("| /")]
+    assert rows == [f"| {a}", f"| {b}"]
+
+
 def test_bench_models_bad_model_is_one_line(tmp_path):
     bad = tmp_path / "m.npz"
     bad.write_bytes(b"not a model")
