@@ -99,10 +99,15 @@ def fsdd_split(rows, test_speaker, train_speakers):
     return test, [r for r in mine if take(r) >= FSDD_DEV_FIRST_TAKE], [r for r in mine if take(r) < FSDD_DEV_FIRST_TAKE]
 
 
+def build_variants():
+    """The installed espeak-ng variants the builds draw from (all but :data:`EXCLUDED_VARIANTS`)."""
+    return [v for v in espeak_variants() if v not in EXCLUDED_VARIANTS]
+
+
 def synthetic_voices(rng):
     """(training voices, held-out test voices), drawn from ``rng`` (the build then draws its texts
     from the same generator, so the order matters for reproducing the shipped model)."""
-    variants = [v for v in espeak_variants() if v not in EXCLUDED_VARIANTS]
+    variants = build_variants()
     train_voices = voice_pool(rng, 400, espeak_accents=[a for a in ESPEAK_ACCENTS if a not in HELD_OUT_ACCENTS],
                               espeak_variant_names=variants,
                               flite_names=[v for v in FLITE_VOICES if v not in HELD_OUT_FLITE])
@@ -123,7 +128,7 @@ def synthetic_dev_set(work, n=300, *, seed=SYNTH_DEV_SEED, workers=2):
     rates and pitches are new draws, but its accents and variants are the test set's population, as
     the Speech Commands dev speakers are the test speakers' — a dev set, not a second test set.
     """
-    variants = [v for v in espeak_variants() if v not in EXCLUDED_VARIANTS]
+    variants = build_variants()
     voices = voice_pool(np.random.default_rng(seed), SYNTH_DEV_VOICES, espeak_accents=HELD_OUT_ACCENTS,
                         espeak_variant_names=variants, flite_names=HELD_OUT_FLITE)
     texts = command_sequences(np.random.default_rng(seed), n)

@@ -272,6 +272,14 @@ def _features_job(args):
     return base, None
 
 
+def _hash_file(h, path: str):
+    """``h`` (a hashlib object) updated with the bytes of the file at ``path``, read in 1 MiB blocks."""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h
+
+
 _FILE_DIGESTS: Dict[Tuple[str, int, int], str] = {}
 
 
@@ -284,14 +292,10 @@ def file_digest(path: str) -> str:
         return "-"
     k = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
     if k not in _FILE_DIGESTS:
-        h = hashlib.blake2b(digest_size=16)
         try:
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
+            _FILE_DIGESTS[k] = _hash_file(hashlib.blake2b(digest_size=16), path).hexdigest()
         except OSError:
             return "-"
-        _FILE_DIGESTS[k] = h.hexdigest()
     return _FILE_DIGESTS[k]
 
 
@@ -421,11 +425,7 @@ class Trainer:
     def _load_teacher(self):
         """The teacher model (:func:`load_teacher`), its file's SHA-256 in ``teacher_sha``."""
         teacher = load_teacher(self.cfg.teacher, self.fcfg, self.alphabet)
-        h = hashlib.sha256()
-        with open(teacher.path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        self.teacher_sha = h.hexdigest()
+        self.teacher_sha = _hash_file(hashlib.sha256(), teacher.path).hexdigest()
         return teacher
 
     def _teacher_posteriors(self, teacher, base_train, train_rows) -> List[np.ndarray]:
