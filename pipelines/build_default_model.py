@@ -116,6 +116,21 @@ def synthetic_voices(rng):
     return train_voices, test_voices
 
 
+L1_SEED_OFFSET = 10_000  # the foreign-accented set's seed is the build's plus this: the other sets stay as they were
+L1_VOICES = 150  # foreign-accented voices drawn for it
+
+
+def l1_synthetic_set(work, seed, n_single_per_word, n_sequences, workers):
+    """Words and command sequences in foreign-accented English (engine "espeak-ng-l1": the first
+    languages of espeak-ng's foreign-English voices, :data:`speechlstm.synth.L1_ACCENTS`), rendered
+    under ``work/synth_l1``; their own generator, so the build's other synthetic sets do not change."""
+    rng = np.random.default_rng(seed + L1_SEED_OFFSET)
+    voices = voice_pool(rng, L1_VOICES, espeak_accents=[], espeak_variant_names=build_variants(), flite_names=[],
+                        l1_share=1.0)
+    texts = [w for w in SPEECH_COMMANDS_WORDS for _ in range(n_single_per_word)] + command_sequences(rng, n_sequences)
+    return synthesize(texts, os.path.join(work, "synth_l1"), voices=voices, seed=seed + L1_SEED_OFFSET, workers=workers)
+
+
 SYNTH_DEV_SEED = 2026  # seed of the held-out-voice synthetic dev set (no build's test set uses it)
 SYNTH_DEV_VOICES = 60  # voices drawn for it
 
@@ -212,6 +227,11 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
                    "with --unidirectional]")
 @click.option("--singles", default=60, show_default=True, help="Synthetic renders per vocabulary word.")
 @click.option("--sequences", default=3000, show_default=True, help="Synthetic word sequences.")
+@click.option("--l1-singles", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Foreign-accented synthetic renders per vocabulary word (espeak-ng speaking English through "
+                   "German, Greek, French ... voices), besides --singles.")
+@click.option("--l1-sequences", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Foreign-accented synthetic word sequences, besides --sequences.")
 @click.option("--copies", default=2, show_default=True, help="Augmented copies per clip.")
 @click.option("--sc-copies", type=click.IntRange(min=0), default=None,
               help="Augmented copies per Speech Commands training clip (real speakers; default: --copies).")
@@ -279,7 +299,7 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--workers", default=2, show_default=True)
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
-def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn, singles, sequences, copies, sc_copies, sc_other_copies, fmax, n_mfcc, p_telephone, p_trim, trim_max,
+def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn, singles, sequences, l1_singles, l1_sequences, copies, sc_copies, sc_other_copies, fmax, n_mfcc, p_telephone, p_trim, trim_max,
          p_trim_end, p_trim_vowel, p_hum, p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, weight_decay, select_by, teacher, distill_weight, distill_temperature, average_best,
          fsdd_test_speaker, fsdd_train_speakers, seed, seeds, run_name, workers, export_name):
     t_start = time.time()
@@ -320,7 +340,8 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn
         raise click.BadParameter(f"a seed is repeated: {seeds!r}", param_hint="--seeds")
     run_name = run_name or ("uni" if unidirectional else "bi")
     opts = dict(data_root=data_root, work=work, epochs=epochs, patience=patience, hidden=hidden, layers=layers,
-                unidirectional=unidirectional, singles=singles, sequences=sequences, copies=copies,
+                unidirectional=unidirectional, singles=singles, sequences=sequences, l1_singles=l1_singles,
+                l1_sequences=l1_sequences, copies=copies,
                 sc_copies=sc_copies, sc_other_copies=sc_other_copies, features=features, p_telephone=p_telephone,
                 p_trim=p_trim, trim_max=trim_max, p_trim_end=p_trim_end, p_trim_vowel=p_trim_vowel, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, dev_mode=dev_mode,
                 arctic=arctic, ema=ema, dropout=dropout, weight_decay=weight_decay, select_by=select_by, teacher=teacher, distill_weight=distill_weight,
@@ -363,7 +384,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
                   sc_copies, sc_other_copies, features, p_telephone, p_trim, trim_max, p_trim_end, p_hum, p_vtlp, vtlp_max, dev_mode,
                   arctic, ema, dropout, teacher, distill_weight, seed, run_dir, workers,
                   fsdd_test_speaker=FSDD_TEST_SPEAKER, fsdd_train_speakers="", average_best=0, weight_decay=0.0,
-                  select_by="loss", p_trim_vowel=0.0, distill_temperature=1.0):
+                  select_by="loss", p_trim_vowel=0.0, distill_temperature=1.0, l1_singles=0, l1_sequences=0):
     """Stages 1-3 for one seed: synthesis, manifests, training into ``run_dir`` (resumed if it has
     a checkpoint).  Returns (manifest paths, run_dir)."""
     from speechlstm.train import TrainConfig, Trainer
@@ -376,6 +397,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
     fsdd_trainers = fsdd_train_speakers_option(fsdd_train_speakers, speakers, fsdd_test_speaker)
     # 1. synthesis
     syn_train, syn_test = synthetic_sets(work, seed, singles, sequences, 300, workers)
+    syn_l1 = l1_synthetic_set(work, seed, l1_singles, l1_sequences, workers) if l1_singles or l1_sequences else []
     # 2. manifests
     sc = speech_commands_split(data_root)
     fsdd_test, fsdd_dev, fsdd_train = fsdd_split(fsdd, fsdd_test_speaker, fsdd_trainers)
@@ -407,6 +429,8 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
         sfx = f"{sfx}-other{sc_other_copies}"
     if arctic_rows:
         train_rows, sfx = train_rows + arctic_rows, f"{sfx}-arctic{len(arctic_rows)}"
+    if syn_l1:
+        train_rows, sfx = train_rows + syn_l1, f"{sfx}-l1w{l1_singles}s{l1_sequences}"
     sfx += fold + trained_by
     m["train"] = write_manifest(train_rows, os.path.join(work, f"train{sfx}.jsonl"))
     m["dev"] = write_manifest(dev_rows, os.path.join(work, f"dev{sfx}.jsonl"))
