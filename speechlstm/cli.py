@@ -328,9 +328,12 @@ def train(config_path, resume, device):
 @click.option("--manifest", required=True, type=click.Path(dir_okay=False), help="Output manifest (.jsonl).")
 @click.option("--voices", "n_voices", default=100, show_default=True, help="Size of the random voice pool.")
 @click.option("--engine", type=click.Choice(["both", "espeak-ng", "flite"]), default="both", show_default=True)
+@click.option("--foreign-accents", "l1_share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of the espeak-ng voices that speak English with a foreign accent (German, Greek, French ... "
+                   "voices saying the English phonemes; 1: all of them).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=2, show_default=True)
-def synth(texts_file, words, repeat, out_dir, manifest, n_voices, engine, seed, workers):
+def synth(texts_file, words, repeat, out_dir, manifest, n_voices, engine, l1_share, seed, workers):
     """Render texts with espeak-ng / flite voices (accents, variants, speeds, pitches) into a manifest."""
     from .data import write_manifest
     from .synth import synthesize
@@ -346,6 +349,12 @@ def synth(texts_file, words, repeat, out_dir, manifest, n_voices, engine, seed, 
         kw["flite_names"] = []
     elif engine == "flite":
         kw["espeak_accents"] = []
+    if l1_share and engine == "flite":
+        raise click.UsageError("--foreign-accents speaks through espeak-ng voices: use --engine both or espeak-ng")
+    if l1_share:
+        kw["l1_share"] = l1_share
+        if l1_share == 1.0:
+            kw["espeak_accents"] = []
     rows = synthesize([t for t in texts for _ in range(repeat)], out_dir, seed=seed, n_voices=n_voices,
                       workers=workers, **kw)
     write_manifest(rows, manifest)

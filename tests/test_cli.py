@@ -186,3 +186,19 @@ def test_bad_blas_choice_is_one_line_before_any_file(env, message):
                        timeout=300, env=dict(os.environ, **env))
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.startswith(message) and r.stderr.count("\n") == 1  # once, not once per file
+
+
+def test_synth_foreign_accents(tmp_path):
+    """`speechlstm synth --foreign-accents 1 --engine espeak-ng`: every voice a foreign-accented one;
+    with flite alone it is a usage error, not silently ignored."""
+    import json
+
+    r = CliRunner().invoke(main, ["synth", "--words", "six,go left", "--repeat", "2", "--engine", "espeak-ng",
+                                  "--foreign-accents", "1", "--out-dir", str(tmp_path / "s"),
+                                  "--manifest", str(tmp_path / "s.jsonl")])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in open(tmp_path / "s.jsonl")]
+    assert len(rows) == 4 and all(row["speaker"].startswith("espeak-ng-l1:") for row in rows)
+    r = CliRunner().invoke(main, ["synth", "--words", "six", "--engine", "flite", "--foreign-accents", "0.5",
+                                  "--out-dir", str(tmp_path / "f"), "--manifest", str(tmp_path / "f.jsonl")])
+    assert r.exit_code == 2 and "--foreign-accents" in r.output and not (tmp_path / "f.jsonl").exists()

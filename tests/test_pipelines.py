@@ -268,3 +268,20 @@ def test_noise_clips_are_one_set_and_kept(build, tmp_path):
         assert open(ra["path"], "rb").read() == open(rb["path"], "rb").read()
         assert ra["text"] == "" and ra["duration"] == 1.0
     assert len({open(r["path"], "rb").read() for r in a}) == 4  # four different clips
+
+
+def test_l1_set_is_foreign_accented_seeded_and_never_a_held_out_voice(build, tmp_path):
+    """The --l1-* set: every voice an espeak-ng-l1 voice, the same files for a seed, other texts for
+    another seed, and none of its rows is taken for a held-out synthetic voice by the yardstick."""
+    from speechlstm.data import SPEECH_COMMANDS_WORDS
+
+    a = build.l1_synthetic_set(str(tmp_path / "a"), 6, 1, 4, 2)
+    b = build.l1_synthetic_set(str(tmp_path / "b"), 6, 1, 4, 2)
+    c = build.l1_synthetic_set(str(tmp_path / "c"), 7, 1, 4, 2)
+    assert len(a) == len(SPEECH_COMMANDS_WORDS) + 4
+    assert [r["text"] for r in a[:len(SPEECH_COMMANDS_WORDS)]] == list(SPEECH_COMMANDS_WORDS)
+    assert all(r["voice"]["engine"] == "espeak-ng-l1" and r["speaker"].startswith("espeak-ng-l1:") for r in a)
+    assert not any(build.held_out_voice(r["speaker"]) for r in a)
+    assert [(r["text"], r["speaker"]) for r in a] == [(r["text"], r["speaker"]) for r in b]
+    assert all(open(ra["path"], "rb").read() == open(rb["path"], "rb").read() for ra, rb in zip(a, b))
+    assert [r["text"] for r in a[-4:]] != [r["text"] for r in c[-4:]]

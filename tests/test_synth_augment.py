@@ -196,3 +196,70 @@ def test_trim_vowel_off_draws_nothing():
     a = A.Augmenter(p_trim=0.5, p_trim_end=0.3)(y, np.random.default_rng(7))
     b = A.Augmenter(p_trim=0.5, p_trim_end=0.3, p_trim_vowel=0.0)(y, np.random.default_rng(7))
     assert np.array_equal(a, b)
+
+
+def _said_whole(lang, phonemes):
+    """Whether espeak-ng's ``lang`` voice says every phoneme of ``phonemes`` (one it lacks cuts the rest
+    of the word, so the ``a`` after it goes missing)."""
+    import subprocess
+
+    out = subprocess.run(["espeak-ng", "-q", "-x", "-v", lang, f"[[m{phonemes}a]]"], capture_output=True,
+                         text=True).stdout
+    out = re.sub(r"[\s',;#]", "", out)
+    return out.endswith("a")
+
+
+def test_l1_voices_are_espeak_ngs_foreign_english_languages():
+    from speechlstm.synth import L1_ACCENTS, l1_voices
+
+    assert l1_voices() == L1_ACCENTS  # the README's install command installs espeak-ng with all nine
+
+
+@pytest.mark.parametrize("lang", ["de", "el", "ro", "nl", "fr", "hu", "sv", "af", "pl"])
+def test_accented_phonemes_are_all_said_by_the_l1_voice(lang):
+    from speechlstm.data import SPEECH_COMMANDS_WORDS
+    from speechlstm.synth import accented_phonemes
+
+    for word in SPEECH_COMMANDS_WORDS:
+        ph = accented_phonemes(word, lang)
+        assert ph and " " not in ph, (word, ph)
+        assert _said_whole(lang, ph), f"{lang} voice cuts {word!r} short: {ph!r}"
+
+
+def test_accented_phonemes_take_the_nearest_phoneme_only_where_the_voice_lacks_one():
+    import subprocess
+
+    from speechlstm.synth import accented_phonemes
+
+    raw = subprocess.run(["espeak-ng", "-q", "-x", "-v", "en-us", "bird"], capture_output=True, text=True).stdout.strip()
+    assert raw == "b'3:d" and not _said_whole("el", raw)  # the en-us phonemes as they are: Greek cuts "bird"
+    assert accented_phonemes("bird", "el") == "b'Erd"  # Greek has no /3:/: "E r"
+    assert accented_phonemes("six", "el") == "s'iks"  # ... and no /I/: "i"
+    assert accented_phonemes("bird", "de") == "b'3:d"  # German's voice has /3:/: kept
+    assert accented_phonemes("six eight", "el") == "s'iks 'eIt"  # words stay words
+
+
+def test_voice_pool_draws_foreign_accents_only_when_asked():
+    from speechlstm.synth import L1_ACCENTS
+
+    plain = voice_pool(np.random.default_rng(5), 20)
+    assert voice_pool(np.random.default_rng(5), 20, l1_share=0.0) == plain  # pools drawn before it: unchanged
+    assert all(v.engine != "espeak-ng-l1" for v in plain)
+    l1 = voice_pool(np.random.default_rng(5), 30, espeak_accents=[], flite_names=[], l1_share=1.0)
+    assert {v.engine for v in l1} == {"espeak-ng-l1"} and {v.voice for v in l1} <= set(L1_ACCENTS)
+    mixed = voice_pool(np.random.default_rng(5), 200, flite_names=[], l1_share=0.5)
+    assert 60 < sum(v.engine == "espeak-ng-l1" for v in mixed) < 140
+    with pytest.raises(ParameterError, match="1.5"):
+        voice_pool(np.random.default_rng(5), 3, l1_share=1.5)
+
+
+def test_a_foreign_accented_voice_renders_deterministically(tmp_path):
+    from speechlstm import load_audio
+
+    v = Voice("espeak-ng-l1", "el", "m3", 1.1, 0.9)
+    assert v.speaker == "espeak-ng-l1:el+m3:r1.10:p0.90"
+    a = load_audio(render("six eight", v, str(tmp_path / "a.wav")))
+    b = load_audio(render("six eight", v, str(tmp_path / "b.wav")))
+    assert a.size > 4000 and np.array_equal(a, b)
+    native = load_audio(render("six eight", Voice("espeak-ng", "en-us", "m3", 1.1, 0.9), str(tmp_path / "n.wav")))
+    assert a.size != native.size or not np.array_equal(a, native)
