@@ -116,6 +116,13 @@ def synthetic_voices(rng):
     return train_voices, test_voices
 
 
+def with_copies(rows, which, n):
+    """``rows`` with ``n`` augmented copies (the row's ``copies`` field) for each row whose path is among
+    ``which``'s; the others as they were."""
+    paths = {r["path"] for r in which}
+    return [dict(r, copies=n) if r["path"] in paths else r for r in rows]
+
+
 L1_SEED_OFFSET = 10_000  # the foreign-accented set's seed is the build's plus this: the other sets stay as they were
 L1_VOICES = 150  # foreign-accented voices drawn for it
 
@@ -238,6 +245,9 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--sc-other-copies", type=click.IntRange(min=0), default=None,
               help="Augmented copies per Speech Commands training clip of a word other than the ten commands "
                    "(its _unknown_ clips: 3-14 real takes per word against ~160 per command; default: --sc-copies).")
+@click.option("--fsdd-copies", type=click.IntRange(min=0), default=None,
+              help="Augmented copies per FSDD training clip (real 8 kHz digits of the training speakers; "
+                   "default: --copies).")
 @click.option("--fmax", default=4000.0, show_default=True,
               help="Highest mel frequency (Hz): 4000 makes 8 kHz (telephone, FSDD) and 16 kHz audio look alike.")
 @click.option("--n-mfcc", type=click.IntRange(min=1), default=None,
@@ -299,7 +309,7 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--workers", default=2, show_default=True)
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
-def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn, singles, sequences, l1_singles, l1_sequences, copies, sc_copies, sc_other_copies, fmax, n_mfcc, p_telephone, p_trim, trim_max,
+def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn, singles, sequences, l1_singles, l1_sequences, copies, sc_copies, sc_other_copies, fsdd_copies, fmax, n_mfcc, p_telephone, p_trim, trim_max,
          p_trim_end, p_trim_vowel, p_hum, p_vtlp, vtlp_max, dev_mode, arctic, ema, dropout, weight_decay, select_by, teacher, distill_weight, distill_temperature, average_best,
          fsdd_test_speaker, fsdd_train_speakers, seed, seeds, run_name, workers, export_name):
     t_start = time.time()
@@ -342,7 +352,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn
     opts = dict(data_root=data_root, work=work, epochs=epochs, patience=patience, hidden=hidden, layers=layers,
                 unidirectional=unidirectional, singles=singles, sequences=sequences, l1_singles=l1_singles,
                 l1_sequences=l1_sequences, copies=copies,
-                sc_copies=sc_copies, sc_other_copies=sc_other_copies, features=features, p_telephone=p_telephone,
+                sc_copies=sc_copies, sc_other_copies=sc_other_copies, fsdd_copies=fsdd_copies, features=features, p_telephone=p_telephone,
                 p_trim=p_trim, trim_max=trim_max, p_trim_end=p_trim_end, p_trim_vowel=p_trim_vowel, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, dev_mode=dev_mode,
                 arctic=arctic, ema=ema, dropout=dropout, weight_decay=weight_decay, select_by=select_by, teacher=teacher, distill_weight=distill_weight,
                 distill_temperature=distill_temperature, average_best=average_best, fsdd_test_speaker=fsdd_test_speaker,
@@ -384,7 +394,8 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
                   sc_copies, sc_other_copies, features, p_telephone, p_trim, trim_max, p_trim_end, p_hum, p_vtlp, vtlp_max, dev_mode,
                   arctic, ema, dropout, teacher, distill_weight, seed, run_dir, workers,
                   fsdd_test_speaker=FSDD_TEST_SPEAKER, fsdd_train_speakers="", average_best=0, weight_decay=0.0,
-                  select_by="loss", p_trim_vowel=0.0, distill_temperature=1.0, l1_singles=0, l1_sequences=0):
+                  select_by="loss", p_trim_vowel=0.0, distill_temperature=1.0, l1_singles=0, l1_sequences=0,
+                  fsdd_copies=None):
     """Stages 1-3 for one seed: synthesis, manifests, training into ``run_dir`` (resumed if it has
     a checkpoint).  Returns (manifest paths, run_dir)."""
     from speechlstm.train import TrainConfig, Trainer
@@ -420,13 +431,14 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
     else:
         train_rows, dev_rows, sfx = syn_train + sc["train"] + fsdd_train + noise_only, sc["dev"] + fsdd_dev + syn_dev, ""
     if sc_copies is not None and sc_copies != copies:  # a row's "copies" overrides augment_copies
-        sc_paths = {r["path"] for r in sc["train"]}
-        train_rows = [dict(r, copies=sc_copies) if r["path"] in sc_paths else r for r in train_rows]
+        train_rows = with_copies(train_rows, sc["train"], sc_copies)
         sfx = f"{sfx}-sc{sc_copies}"
     if sc_other_copies is not None and sc_other_copies != (copies if sc_copies is None else sc_copies):
-        other = {r["path"] for r in sc["train"] if r.get("label") == "_unknown_"}
-        train_rows = [dict(r, copies=sc_other_copies) if r["path"] in other else r for r in train_rows]
+        train_rows = with_copies(train_rows, [r for r in sc["train"] if r.get("label") == "_unknown_"], sc_other_copies)
         sfx = f"{sfx}-other{sc_other_copies}"
+    if fsdd_copies is not None and fsdd_copies != copies:
+        train_rows = with_copies(train_rows, fsdd_train + fsdd_dev, fsdd_copies)
+        sfx = f"{sfx}-fsddc{fsdd_copies}"
     if arctic_rows:
         train_rows, sfx = train_rows + arctic_rows, f"{sfx}-arctic{len(arctic_rows)}"
     if syn_l1:

@@ -59,6 +59,21 @@ def test_fsdd_split_roles(build):
     assert dev == [] and train == [] and len(test) == 8
 
 
+
+def test_with_copies_sets_only_the_given_clips(build):
+    """--sc-copies / --fsdd-copies: the chosen clips get their own copy count, every other row (and
+    the rows given) is left as it was, and the order is kept."""
+    rows = fake_fsdd() + [{"path": "/s/syn.wav", "speaker": "espeak-ng:en-us", "text": "go", "copies": 1}]
+    test, dev, train = build.fsdd_split(rows[:-1], "george", ["jackson", "lucas"])
+    before = [dict(r) for r in rows]
+    out = build.with_copies(rows, train + dev, 6)
+    assert [r["path"] for r in out] == [r["path"] for r in rows] and rows == before
+    chosen = {r["path"] for r in train + dev}
+    assert len(chosen) == 16
+    for r, o in zip(rows, out):
+        assert o == (dict(r, copies=6) if r["path"] in chosen else r)
+    assert build.with_copies(rows, [], 6) == rows
+
 def _run_pipeline(script, *args):
     import subprocess
     import sys
