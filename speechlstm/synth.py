@@ -207,6 +207,9 @@ def voice_pool(rng: np.random.Generator, n: int, *, espeak_accents=None, espeak_
     if not 0.0 <= l1_share <= 1.0:
         raise ParameterError(f"l1_share must be within [0, 1], got {l1_share!r}")
     l1s = list(l1_accents if l1_accents is not None else l1_voices()) if l1_share else []
+    if l1_share and not l1s:  # else the share would silently go to the native voices
+        raise DataError(f"foreign-accented voices asked for (l1_share={l1_share!r}), but espeak-ng has none of the "
+                        f"languages {', '.join(L1_ACCENTS)} (or l1_accents is empty)")
     if not accents and not flites and not l1s:
         raise DataError("no speech synthesizer found: install the Debian packages espeak-ng and flite")
     voices = []

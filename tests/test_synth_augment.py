@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from speechlstm import ParameterError
+from speechlstm import DataError, ParameterError
 from speechlstm import augment as A
 from speechlstm.synth import Voice, render, synthesize, voice_pool
 
@@ -251,6 +251,8 @@ def test_voice_pool_draws_foreign_accents_only_when_asked():
     assert 60 < sum(v.engine == "espeak-ng-l1" for v in mixed) < 140
     with pytest.raises(ParameterError, match="1.5"):
         voice_pool(np.random.default_rng(5), 3, l1_share=1.5)
+    with pytest.raises(DataError, match=r"l1_share=0\.5.*none of the languages de, el"):
+        voice_pool(np.random.default_rng(5), 3, l1_share=0.5, l1_accents=[])  # not silently all native voices
 
 
 def test_a_foreign_accented_voice_renders_deterministically(tmp_path):
