@@ -59,7 +59,6 @@ def test_fsdd_split_roles(build):
     assert dev == [] and train == [] and len(test) == 8
 
 
-
 def test_with_copies_sets_only_the_given_clips(build):
     """--sc-copies / --fsdd-copies: the chosen clips get their own copy count, every other row (and
     the rows given) is left as it was, and the order is kept."""
@@ -73,6 +72,7 @@ def test_with_copies_sets_only_the_given_clips(build):
     for r, o in zip(rows, out):
         assert o == (dict(r, copies=6) if r["path"] in chosen else r)
     assert build.with_copies(rows, [], 6) == rows
+
 
 def _run_pipeline(script, *args):
     import subprocess
