@@ -8,6 +8,7 @@ factor drawn by :meth:`Augmenter.draw_warp`, applied by ``features.base_features
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, fields
 from typing import List, Optional
@@ -172,11 +173,21 @@ def trim_end(y: np.ndarray, keep_s: float, sr: int = SAMPLE_RATE, *, threshold_d
 
 
 def spec_augment(x: np.ndarray, rng: np.random.Generator, *, time_masks: int = 2, max_time: int = 5,
-                 feature_masks: int = 2, max_features: int = 3, n_cepstra: Optional[int] = None) -> np.ndarray:
+                 feature_masks: int = 2, max_features: int = 3, n_cepstra: Optional[int] = None,
+                 mel_bands: int = 0, scale: Optional[np.ndarray] = None) -> np.ndarray:
     """SpecAugment on model features ``[T, D]``: zero random time spans and feature bands.
 
     With ``n_cepstra``, a feature band masks the same cepstral indices in every stacked copy and
     delta group (features are laid out as repeating groups of ``n_cepstra``).
+
+    With ``mel_bands`` (the number of log-mel bands the cepstra were taken from by an orthonormal
+    DCT-II; needs ``n_cepstra``), a feature mask is a band of up to ``max_features`` *mel bands*
+    instead, as in SpecAugment proper: the spectral envelope the cepstra describe (their inverse
+    DCT) is set to the normalisation mean over the masked bands, and the cepstra are taken again
+    from it — the same linear map ``I - D_band D_band^T`` on every group of ``n_cepstra``, deltas
+    included.  ``scale`` [shape=(D,)] is the per-feature standard deviation the features were
+    divided by in normalisation (the map acts on the unnormalised cepstra); None means 1.
+    The random draws are those of the cepstral masks (a width, then a start), over mel bands.
     """
     x = x.copy()
     T, D = x.shape
@@ -186,6 +197,21 @@ def spec_augment(x: np.ndarray, rng: np.random.Generator, *, time_masks: int = 2
             s = int(rng.integers(0, T - w))
             x[s: s + w] = 0.0
     group = n_cepstra or D
+    if mel_bands:
+        band = np.zeros(mel_bands, bool)
+        for _ in range(feature_masks):
+            w = int(rng.integers(0, max_features + 1))
+            if w and mel_bands > w:
+                s = int(rng.integers(0, mel_bands - w))
+                band[s: s + w] = True
+        if band.any():
+            basis = _dct_rows(mel_bands, group)[:, band]  # [n_cepstra, masked bands]
+            keep = np.eye(group) - basis @ basis.T  # cepstra -> cepstra of the envelope with the band at its mean
+            sd = np.ones(D) if scale is None else np.asarray(scale, np.float64)
+            for g0 in range(0, D, group):
+                s_g = sd[g0: g0 + group]
+                x[:, g0: g0 + group] = ((x[:, g0: g0 + group] * s_g) @ keep.T) / s_g
+        return x
     for _ in range(feature_masks):
         w = int(rng.integers(0, max_features + 1))
         if w and group > w:
@@ -193,6 +219,17 @@ def spec_augment(x: np.ndarray, rng: np.random.Generator, *, time_masks: int = 2
             for g0 in range(0, D, group):
                 x[:, g0 + s: g0 + s + w] = 0.0
     return x
+
+
+@functools.lru_cache(maxsize=8)
+def _dct_rows(n_bands: int, n_cepstra: int) -> np.ndarray:
+    """The first ``n_cepstra`` rows of the orthonormal DCT-II of size ``n_bands``: cepstra = rows @ log-mel."""
+    k = np.arange(n_cepstra)[:, None]
+    n = np.arange(n_bands)[None, :]
+    rows = np.sqrt(2.0 / n_bands) * np.cos(np.pi * k * (2 * n + 1) / (2 * n_bands))
+    rows[0] /= np.sqrt(2.0)
+    rows.flags.writeable = False
+    return rows
 
 
 _RANGE_BOUNDS = {  # Augmenter's (low, high) settings and the values each may take

@@ -16,6 +16,9 @@ STACK = 3  # consecutive frames concatenated per model frame
 SUBSAMPLE = 3  # keep one stacked frame in SUBSAMPLE
 CMVN_EPS = 1e-5  # floor on the standard deviation in mean/variance normalisation
 
+# --- training augmentation -------------------------------------------------------------------
+SPEC_MEL_MASK_BANDS = 8  # mel bands, widest SpecAugment frequency mask when masks are drawn over mel bands (of N_MELS)
+
 # --- LSTM kernels -----------------------------------------------------------------------------
 WAVEFRONT_MAX_BATCH = 4  # unidirectional inference with batches up to this size pipelines its layers
 WAVEFRONT_CHUNK = 12  # timesteps per pipeline stage of that wavefront (measured: 12 beats 16 by 8-18 % at B=1-4, H=128)

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import config
 from .alphabet import Alphabet
 from .augment import Augmenter, spec_augment
 from .ctc import ctc_loss
@@ -46,6 +47,7 @@ def epoch_weights_path(out_dir: str, epoch: int) -> str:
     return os.path.join(out_dir, "epochs", f"epoch-{epoch:03d}.npz")
 
 
+SPEC_AUGMENT_FREQ = ("cepstra", "mel")  # what a SpecAugment feature mask hides (TrainConfig.spec_augment_freq)
 SELECT_BY = ("loss", "wer")  # what picks a run's best epoch on the dev set (TrainConfig.select_by)
 
 
@@ -125,6 +127,9 @@ class TrainConfig:
     average_best: int = 0  # N > 0: keep every epoch's weights (<out_dir>/epochs/) and, when training ends, also
     # write model-avg.npz, the mean of the N best epochs by select_by (checkpoint averaging; 0: off)
     spec_augment: bool = True
+    spec_augment_freq: str = "cepstra"  # what its two feature masks hide: "cepstra" (up to 3 cepstral indices in
+    # every group) or "mel" (a band of up to config.SPEC_MEL_MASK_BANDS log-mel bands, set to the normalisation
+    # mean through the DCT: SpecAugment's frequency mask proper)
     teacher: str = ""  # a model (path or shipped name, an ensemble too) whose frame posteriors the network learns
     # to match beside the CTC loss (knowledge distillation; "": off); same features and alphabet
     distill_weight: float = 1.0  # weight of that term: loss = CTC + distill_weight * Σ_frames KL(teacher ‖ network)
@@ -146,6 +151,9 @@ class TrainConfig:
         check_real("distill_weight", self.distill_weight, 0.0, 100.0)
         check_real("distill_temperature", self.distill_temperature, 0.0, 100.0, low_open=True)
         check_average_best(self.average_best)
+        if self.spec_augment_freq not in SPEC_AUGMENT_FREQ:
+            raise ParameterError(f"spec_augment_freq must be one of {list(SPEC_AUGMENT_FREQ)}, "
+                                 f"got {self.spec_augment_freq!r}")
         if self.select_by not in SELECT_BY:
             raise ParameterError(f"select_by must be one of {list(SELECT_BY)}, got {self.select_by!r}")
         if self.select_by == "wer" and not self.dev:
@@ -416,11 +424,31 @@ class Trainer:
         base_dev, self.dev_texts, _ = self.cache.get(dev_rows, 0) if dev_rows else ([], [], [])
         self.stats = compute_stats(base_train) if self.fcfg.cmvn == "global" else None
         self.train_x = [normalize_and_stack(b, self.fcfg, stats=self.stats) for b in base_train]
+        self.train_scale = self._feature_scales(base_train) if self.cfg.spec_augment_freq == "mel" else None
         self.dev_x = [normalize_and_stack(b, self.fcfg, stats=self.stats) for b in base_dev]
         self.train_y = [self.alphabet.encode(t, normalize=False) for t in self.train_texts]
         self.dev_y = [self.alphabet.encode(t, normalize=False) for t in self.dev_texts]
         self.prepare_seconds = time.time() - t0
         self.train_audio_seconds = sum(x.shape[0] for x in self.train_x) * float(self.fcfg.frame_period)
+
+    def _feature_scales(self, base_train) -> List[np.ndarray]:
+        """Per clip, the deviation each model feature was divided by in normalisation [dim] (mel masks
+        act on the cepstra before it): the training set's for global CMVN, the clip's own for
+        per-utterance CMVN, ones without normalisation.  Clips share one array where they can."""
+        stack = self.fcfg.stack
+        if self.fcfg.cmvn == "none":
+            return [np.ones(self.fcfg.dim)] * len(base_train)
+        if self.fcfg.cmvn == "global":
+            return [np.tile(self.stats.std.astype(np.float64), stack)] * len(base_train)
+        return [np.tile(compute_stats([b]).std.astype(np.float64), stack) for b in base_train]
+
+    def _augment(self, xs, idx, rng):
+        """SpecAugment of one batch's features ``xs`` (clips ``idx`` of the training set)."""
+        if self.cfg.spec_augment_freq == "mel":
+            return [spec_augment(x, rng, n_cepstra=self.fcfg.n_mfcc, mel_bands=self.fcfg.n_mels,
+                                 max_features=config.SPEC_MEL_MASK_BANDS, scale=self.train_scale[i])
+                    for x, i in zip(xs, idx)]
+        return [spec_augment(x, rng, n_cepstra=self.fcfg.n_mfcc) for x in xs]
 
     def _load_teacher(self):
         """The teacher model (:func:`load_teacher`), its file's SHA-256 in ``teacher_sha``."""
@@ -545,7 +573,7 @@ class Trainer:
             for bidx in bar:
                 xs = [self.train_x[i] for i in bidx]
                 if c.spec_augment:
-                    xs = [spec_augment(x, rng, n_cepstra=self.fcfg.n_mfcc) for x in xs]
+                    xs = self._augment(xs, bidx, rng)
                 X, Y, il, tl = self._pad(xs, [self.train_y[i] for i in bidx])
                 model.zero_grad()
                 logits, _ = model.forward(X, il)
@@ -638,6 +666,8 @@ class Trainer:
         for k in ("ema", "dropout"):  # runs without them keep the fingerprint they had before the options existed
             if not d.get(k):
                 d.pop(k, None)
+        if d.get("spec_augment_freq") == "cepstra":  # likewise
+            d.pop("spec_augment_freq")
         if d.get("select_by") == "loss":  # likewise; another select_by ranks epochs differently, so it counts
             d.pop("select_by")
         if d.pop("teacher", ""):  # the teacher's contents count, not where it lies

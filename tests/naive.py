@@ -227,3 +227,23 @@ def warp_matrix(alpha, n_bins, boundary):
         M[j, k] += 1.0 - w
         M[j + 1, k] += w
     return M
+
+
+def mel_band_mask(x, band, n_cepstra, n_mels, scale=None):
+    """SpecAugment's frequency mask on cepstral features, one frame and one group at a time: undo the
+    normalisation's scale, rebuild the smooth log-mel envelope by the inverse orthonormal DCT of the
+    zero-padded cepstra, set the masked bands to the normalisation mean (0), take the cepstra again."""
+    from scipy.fft import dct, idct
+
+    x = np.asarray(x, np.float64)
+    scale = np.ones(x.shape[1]) if scale is None else np.asarray(scale, np.float64)
+    out = np.empty_like(x)
+    for t in range(x.shape[0]):
+        for g0 in range(0, x.shape[1], n_cepstra):
+            c = x[t, g0:g0 + n_cepstra] * scale[g0:g0 + n_cepstra]
+            padded = np.zeros(n_mels)
+            padded[:n_cepstra] = c
+            envelope = idct(padded, type=2, norm="ortho")
+            envelope[band] = 0.0
+            out[t, g0:g0 + n_cepstra] = dct(envelope, type=2, norm="ortho")[:n_cepstra] / scale[g0:g0 + n_cepstra]
+    return out

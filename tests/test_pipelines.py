@@ -300,3 +300,23 @@ def test_l1_set_is_foreign_accented_seeded_and_never_a_held_out_voice(build, tmp
     assert [(r["text"], r["speaker"]) for r in a] == [(r["text"], r["speaker"]) for r in b]
     assert all(open(ra["path"], "rb").read() == open(rb["path"], "rb").read() for ra, rb in zip(a, b))
     assert [r["text"] for r in a[-4:]] != [r["text"] for r in c[-4:]]
+
+
+@pytest.mark.parametrize("args, expected", [([], "cepstra"), (["--freq-masks", "mel"], "mel")])
+def test_freq_masks_option_reaches_the_trainer(build, monkeypatch, tmp_path, args, expected):
+    from click.testing import CliRunner
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_build_network(**kw):
+        seen.update(kw)
+        raise Stop
+
+    monkeypatch.setattr(build, "build_network", fake_build_network)
+    r = CliRunner().invoke(build.main, ["--work", str(tmp_path), "--export", "", *args])
+    assert isinstance(r.exception, Stop) and seen["freq_masks"] == expected
+    bad = CliRunner().invoke(build.main, ["--work", str(tmp_path), "--freq-masks", "bands"])
+    assert bad.exit_code == 2 and "'bands' is not one of 'cepstra', 'mel'" in bad.output

@@ -586,3 +586,55 @@ def test_feature_cache_keys_on_file_bytes_not_modification_time(tiny_corpus, tmp
     assert cache._key(rows, 1) != key
     missing = [dict(rows[1], path=str(tmp_path / "gone.wav"))]
     assert cache._key(missing, 1) == cache._key(missing, 1)
+
+
+@pytest.mark.parametrize("cmvn", ["global", "utterance"])
+def test_mel_frequency_masks_undo_the_normalisation_scale_and_mark_the_run(tiny_corpus, tmp_path, cmvn):
+    from naive import mel_band_mask
+
+    from speechlstm.features import compute_stats
+
+    d, train, dev = tiny_corpus
+    feats = dict(cmvn=cmvn)
+    t = Trainer(_cfg(d, train, dev, tmp_path / "mel", spec_augment_freq="mel", features=feats))
+    t.prepare()
+    base, _, _ = t.cache.get(t._rows(t.cfg.train), t.cfg.augment_copies)
+    for i in (0, 5):
+        stats = t.stats if cmvn == "global" else compute_stats([base[i]])
+        assert np.allclose(t.train_scale[i], np.tile(stats.std, 3))
+    xs = [t.train_x[0], t.train_x[5]]
+    out = t._augment(xs, [0, 5], np.random.default_rng(3))
+    rng = np.random.default_rng(3)  # replay: each clip draws its time masks, then its mel bands
+    for x, i, got in zip(xs, [0, 5], out):
+        rows = np.zeros(len(x), bool)
+        for _ in range(2):
+            w = int(rng.integers(0, 6))
+            if w and len(x) > w:
+                s = int(rng.integers(0, len(x) - w))
+                rows[s:s + w] = True
+        band = np.zeros(40, bool)
+        for _ in range(2):
+            w = int(rng.integers(0, 9))
+            if w and 40 > w:
+                s = int(rng.integers(0, 40 - w))
+                band[s:s + w] = True
+        ref = mel_band_mask(x, band, 13, 40, t.train_scale[i])
+        ref[rows] = 0.0
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    plain = Trainer(_cfg(d, train, dev, tmp_path / "plain", features=feats))
+    plain.prepare()
+    assert plain.train_scale is None and plain._fingerprint() != t._fingerprint()
+    with pytest.raises(ParameterError, match=r"spec_augment_freq must be one of \['cepstra', 'mel'\], got 'bands'"):
+        _cfg(d, train, dev, tmp_path / "x", spec_augment_freq="bands")
+
+
+def test_mel_frequency_mask_run_trains_and_resumes_bit_identically(tiny_corpus, tmp_path):
+    d, train, dev = tiny_corpus
+    kw = dict(spec_augment_freq="mel", features=dict(cmvn="global"))
+    Trainer(_cfg(d, train, dev, tmp_path / "a", epochs=2, **kw)).run()
+    Trainer(_cfg(d, train, dev, tmp_path / "b", epochs=1, **kw)).run()
+    Trainer(_cfg(d, train, dev, tmp_path / "b", epochs=2, **kw)).run(resume=True)
+    with np.load(tmp_path / "a" / "checkpoint.npz") as za, np.load(tmp_path / "b" / "checkpoint.npz") as zb:
+        assert all(np.array_equal(za[k], zb[k]) for k in za.files if k != "state")
+    m = load_model(str(tmp_path / "a" / "model.npz"))
+    assert m.meta["training"]["config"]["spec_augment_freq"] == "mel"
