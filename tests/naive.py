@@ -247,3 +247,23 @@ def mel_band_mask(x, band, n_cepstra, n_mels, scale=None):
             envelope[band] = 0.0
             out[t, g0:g0 + n_cepstra] = dct(envelope, type=2, norm="ortho")[:n_cepstra] / scale[g0:g0 + n_cepstra]
     return out
+
+
+def spec_augment_draws(seed, T, *, time_masks, max_time, feature_masks, max_features, mel_bands):
+    """``spec_augment``'s draws with mel-band masks, replayed for ``seed``: (frames zeroed by the time masks,
+    mel bands masked) — the same draws in the same order, with the same bounds.  ``seed`` may be a Generator,
+    which then goes on (default_rng returns it as it is), as spec_augment's does over a batch."""
+    rng = np.random.default_rng(seed)
+    rows = np.zeros(T, bool)
+    for _ in range(time_masks):
+        w = int(rng.integers(0, max_time + 1))
+        if w and T > w:
+            s = int(rng.integers(0, T - w))
+            rows[s:s + w] = True
+    band = np.zeros(mel_bands, bool)
+    for _ in range(feature_masks):
+        w = int(rng.integers(0, max_features + 1))
+        if w and mel_bands > w:
+            s = int(rng.integers(0, mel_bands - w))
+            band[s:s + w] = True
+    return rows, band

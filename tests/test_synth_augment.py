@@ -64,26 +64,8 @@ def test_augmenter_and_spec_augment_deterministic():
     assert (m == 0).any() and x.all()  # input untouched
 
 
-def _mel_masks_drawn(seed, T, *, time_masks, max_time, feature_masks, max_features, mel_bands):
-    """spec_augment's draws replayed for ``seed``: (frames zeroed by the time masks, mel bands masked)."""
-    rng = np.random.default_rng(seed)
-    rows = np.zeros(T, bool)
-    for _ in range(time_masks):
-        w = int(rng.integers(0, max_time + 1))
-        if w and T > w:
-            s = int(rng.integers(0, T - w))
-            rows[s:s + w] = True
-    band = np.zeros(mel_bands, bool)
-    for _ in range(feature_masks):
-        w = int(rng.integers(0, max_features + 1))
-        if w and mel_bands > w:
-            s = int(rng.integers(0, mel_bands - w))
-            band[s:s + w] = True
-    return rows, band
-
-
 def test_spec_augment_mel_band_masks_match_the_naive_envelope_reference():
-    from naive import mel_band_mask
+    from naive import mel_band_mask, spec_augment_draws
 
     rng = np.random.default_rng(4)
     x = rng.standard_normal((30, 117)).astype(np.float32)
@@ -93,7 +75,7 @@ def test_spec_augment_mel_band_masks_match_the_naive_envelope_reference():
     for seed in range(12):
         m = A.spec_augment(x, np.random.default_rng(seed), time_masks=0, feature_masks=2, max_features=8,
                            n_cepstra=13, mel_bands=40, scale=scale)
-        _, band = _mel_masks_drawn(seed, 30, time_masks=0, max_time=5, feature_masks=2, max_features=8, mel_bands=40)
+        _, band = spec_augment_draws(seed, 30, time_masks=0, max_time=5, feature_masks=2, max_features=8, mel_bands=40)
         assert m.dtype == np.float32 and m.shape == x.shape
         np.testing.assert_allclose(m, mel_band_mask(x, band, 13, 40, scale), rtol=1e-4, atol=1e-4)
         if band.any():
@@ -105,14 +87,14 @@ def test_spec_augment_mel_band_masks_match_the_naive_envelope_reference():
 
 
 def test_spec_augment_mel_masks_with_time_masks_and_no_scale():
-    from naive import mel_band_mask
+    from naive import mel_band_mask, spec_augment_draws
 
     x = np.random.default_rng(7).standard_normal((60, 39)).astype(np.float32)
     kw = dict(time_masks=2, max_time=5, feature_masks=2, max_features=8)
     for seed in range(8):
         m = A.spec_augment(x, np.random.default_rng(seed), n_cepstra=13, mel_bands=40, **kw)
         assert np.array_equal(m, A.spec_augment(x, np.random.default_rng(seed), n_cepstra=13, mel_bands=40, **kw))
-        rows, band = _mel_masks_drawn(seed, 60, mel_bands=40, **kw)
+        rows, band = spec_augment_draws(seed, 60, mel_bands=40, **kw)
         ref = mel_band_mask(x, band, 13, 40)
         ref[rows] = 0.0
         np.testing.assert_allclose(m, ref, rtol=1e-4, atol=1e-4)

@@ -590,7 +590,7 @@ def test_feature_cache_keys_on_file_bytes_not_modification_time(tiny_corpus, tmp
 
 @pytest.mark.parametrize("cmvn", ["global", "utterance"])
 def test_mel_frequency_masks_undo_the_normalisation_scale_and_mark_the_run(tiny_corpus, tmp_path, cmvn):
-    from naive import mel_band_mask
+    from naive import mel_band_mask, spec_augment_draws
 
     from speechlstm.features import compute_stats
 
@@ -604,20 +604,10 @@ def test_mel_frequency_masks_undo_the_normalisation_scale_and_mark_the_run(tiny_
         assert np.allclose(t.train_scale[i], np.tile(stats.std, 3))
     xs = [t.train_x[0], t.train_x[5]]
     out = t._augment(xs, [0, 5], np.random.default_rng(3))
-    rng = np.random.default_rng(3)  # replay: each clip draws its time masks, then its mel bands
+    rng = np.random.default_rng(3)  # one generator for the batch: each clip draws its time masks, then its mel bands
     for x, i, got in zip(xs, [0, 5], out):
-        rows = np.zeros(len(x), bool)
-        for _ in range(2):
-            w = int(rng.integers(0, 6))
-            if w and len(x) > w:
-                s = int(rng.integers(0, len(x) - w))
-                rows[s:s + w] = True
-        band = np.zeros(40, bool)
-        for _ in range(2):
-            w = int(rng.integers(0, 9))
-            if w and 40 > w:
-                s = int(rng.integers(0, 40 - w))
-                band[s:s + w] = True
+        rows, band = spec_augment_draws(rng, len(x), time_masks=2, max_time=5, feature_masks=2, max_features=8,
+                                        mel_bands=40)
         ref = mel_band_mask(x, band, 13, 40, t.train_scale[i])
         ref[rows] = 0.0
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
