@@ -628,3 +628,17 @@ def test_mel_frequency_mask_run_trains_and_resumes_bit_identically(tiny_corpus, 
         assert all(np.array_equal(za[k], zb[k]) for k in za.files if k != "state")
     m = load_model(str(tmp_path / "a" / "model.npz"))
     assert m.meta["training"]["config"]["spec_augment_freq"] == "mel"
+
+
+def test_the_readme_config_example_is_a_valid_config(tmp_path):
+    """The README's example TOML, written to a file as a user would, loads into a TrainConfig (every key known,
+    every value accepted), so the example cannot drift from the trainer."""
+    import re
+
+    readme = open(os.path.join(os.path.dirname(__file__), os.pardir, "README.md"), encoding="utf-8").read()
+    blocks = [b for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if "[train]" in b]
+    assert len(blocks) == 1
+    (tmp_path / "my.toml").write_text(blocks[0])
+    cfg = load_config(str(tmp_path / "my.toml"))
+    assert cfg.spec_augment_freq == "cepstra" and cfg.hidden_size == 128 and cfg.vocabulary[0] == "lights"
+    assert cfg.train[0] == str(tmp_path / "synth.jsonl")
