@@ -47,7 +47,7 @@ def epoch_weights_path(out_dir: str, epoch: int) -> str:
     return os.path.join(out_dir, "epochs", f"epoch-{epoch:03d}.npz")
 
 
-SPEC_AUGMENT_FREQ = ("cepstra", "mel")  # what a SpecAugment feature mask hides (TrainConfig.spec_augment_freq)
+SPEC_AUGMENT_FREQ = ("cepstra", "mel", "both")  # what a SpecAugment feature mask hides (TrainConfig.spec_augment_freq)
 SELECT_BY = ("loss", "wer")  # what picks a run's best epoch on the dev set (TrainConfig.select_by)
 
 
@@ -128,8 +128,9 @@ class TrainConfig:
     # write model-avg.npz, the mean of the N best epochs by select_by (checkpoint averaging; 0: off)
     spec_augment: bool = True
     spec_augment_freq: str = "cepstra"  # what its two feature masks hide: "cepstra" (up to 3 cepstral indices in
-    # every group) or "mel" (a band of up to config.SPEC_MEL_MASK_BANDS log-mel bands, set to the normalisation
-    # mean through the DCT: SpecAugment's frequency mask proper)
+    # every group), "mel" (a band of up to config.SPEC_MEL_MASK_BANDS log-mel bands, set to the normalisation
+    # mean through the DCT: SpecAugment's frequency mask proper) or "both" (two mel masks, then the time and
+    # cepstral masks)
     teacher: str = ""  # a model (path or shipped name, an ensemble too) whose frame posteriors the network learns
     # to match beside the CTC loss (knowledge distillation; "": off); same features and alphabet
     distill_weight: float = 1.0  # weight of that term: loss = CTC + distill_weight * Σ_frames KL(teacher ‖ network)
@@ -424,7 +425,8 @@ class Trainer:
         base_dev, self.dev_texts, _ = self.cache.get(dev_rows, 0) if dev_rows else ([], [], [])
         self.stats = compute_stats(base_train) if self.fcfg.cmvn == "global" else None
         self.train_x = [normalize_and_stack(b, self.fcfg, stats=self.stats) for b in base_train]
-        self.train_scale = self._feature_scales(base_train) if self.cfg.spec_augment_freq == "mel" else None
+        self.train_scale = (self._feature_scales(base_train) if self.cfg.spec_augment_freq in ("mel", "both")
+                            else None)
         self.dev_x = [normalize_and_stack(b, self.fcfg, stats=self.stats) for b in base_dev]
         self.train_y = [self.alphabet.encode(t, normalize=False) for t in self.train_texts]
         self.dev_y = [self.alphabet.encode(t, normalize=False) for t in self.dev_texts]
@@ -443,12 +445,19 @@ class Trainer:
         return [np.tile(compute_stats([b]).std.astype(np.float64), stack) for b in base_train]
 
     def _augment(self, xs, idx, rng):
-        """SpecAugment of one batch's features ``xs`` (clips ``idx`` of the training set)."""
-        if self.cfg.spec_augment_freq == "mel":
-            return [spec_augment(x, rng, n_cepstra=self.fcfg.n_mfcc, mel_bands=self.fcfg.n_mels,
-                                 max_features=config.SPEC_MEL_MASK_BANDS, scale=self.train_scale[i])
-                    for x, i in zip(xs, idx)]
-        return [spec_augment(x, rng, n_cepstra=self.fcfg.n_mfcc) for x in xs]
+        """SpecAugment of one batch's features ``xs`` (clips ``idx`` of the training set).  With "both", each
+        clip's mel masks are drawn and applied first (no time masks), then its time and cepstral masks."""
+        mode, n = self.cfg.spec_augment_freq, self.fcfg.n_mfcc
+        out = []
+        for x, i in zip(xs, idx):
+            if mode != "cepstra":
+                x = spec_augment(x, rng, time_masks=0 if mode == "both" else 2, n_cepstra=n,
+                                 mel_bands=self.fcfg.n_mels, max_features=config.SPEC_MEL_MASK_BANDS,
+                                 scale=self.train_scale[i])
+            if mode != "mel":
+                x = spec_augment(x, rng, n_cepstra=n)
+            out.append(x)
+        return out
 
     def _load_teacher(self):
         """The teacher model (:func:`load_teacher`), its file's SHA-256 in ``teacher_sha``."""

@@ -614,7 +614,7 @@ def test_mel_frequency_masks_undo_the_normalisation_scale_and_mark_the_run(tiny_
     plain = Trainer(_cfg(d, train, dev, tmp_path / "plain", features=feats))
     plain.prepare()
     assert plain.train_scale is None and plain._fingerprint() != t._fingerprint()
-    with pytest.raises(ParameterError, match=r"spec_augment_freq must be one of \['cepstra', 'mel'\], got 'bands'"):
+    with pytest.raises(ParameterError, match=r"spec_augment_freq must be one of \['cepstra', 'mel', 'both'\], got 'bands'"):
         _cfg(d, train, dev, tmp_path / "x", spec_augment_freq="bands")
 
 
@@ -642,3 +642,29 @@ def test_the_readme_config_example_is_a_valid_config(tmp_path):
     cfg = load_config(str(tmp_path / "my.toml"))
     assert cfg.spec_augment_freq == "cepstra" and cfg.hidden_size == 128 and cfg.vocabulary[0] == "lights"
     assert cfg.train[0] == str(tmp_path / "synth.jsonl")
+
+
+def test_both_frequency_masks_apply_mel_bands_then_time_and_cepstral_masks(tiny_corpus, tmp_path):
+    from naive import mel_band_mask, spec_augment_draws
+
+    d, train, dev = tiny_corpus
+    t = Trainer(_cfg(d, train, dev, tmp_path / "both", spec_augment_freq="both", features=dict(cmvn="global")))
+    t.prepare()
+    xs = [t.train_x[1], t.train_x[7]]
+    out = t._augment(xs, [1, 7], np.random.default_rng(11))
+    rng = np.random.default_rng(11)
+    changed = 0
+    for x, i, got in zip(xs, [1, 7], out):
+        _, band = spec_augment_draws(rng, len(x), time_masks=0, max_time=5, feature_masks=2, max_features=8,
+                                     mel_bands=40)
+        ref = mel_band_mask(x, band, 13, 40, t.train_scale[i])
+        rows, cep = spec_augment_draws(rng, len(x), time_masks=2, max_time=5, feature_masks=2, max_features=3,
+                                       mel_bands=13)  # the cepstral masks draw as mel masks over 13 "bands"
+        ref[rows] = 0.0
+        ref[:, np.tile(cep, 9)] = 0.0
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+        changed += band.any() and cep.any()
+    assert changed
+    mel_only = Trainer(_cfg(d, train, dev, tmp_path / "mel", spec_augment_freq="mel", features=dict(cmvn="global")))
+    mel_only.prepare()
+    assert mel_only._fingerprint() != t._fingerprint()
