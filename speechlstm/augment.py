@@ -191,6 +191,12 @@ def spec_augment(x: np.ndarray, rng: np.random.Generator, *, time_masks: int = 2
     """
     x = x.copy()
     T, D = x.shape
+    if mel_bands:
+        if n_cepstra is None or not 0 < n_cepstra <= mel_bands or D % n_cepstra:
+            raise ParameterError(f"mel-band masks need n_cepstra in [1, mel_bands={mel_bands}] dividing the "
+                                 f"{D} features, got n_cepstra={n_cepstra!r}")
+        if scale is not None and np.shape(scale) != (D,):
+            raise ParameterError(f"scale must have one value per feature, shape ({D},), got {np.shape(scale)}")
     for _ in range(time_masks):
         w = int(rng.integers(0, max_time + 1))
         if w and T > w:

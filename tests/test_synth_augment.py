@@ -86,6 +86,19 @@ def test_spec_augment_mel_band_masks_match_the_naive_envelope_reference():
     assert masked >= 8 and np.array_equal(x, before)
 
 
+def test_spec_augment_mel_masks_refuse_a_layout_they_cannot_read():
+    x = np.zeros((10, 39), np.float32)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ParameterError, match=r"need n_cepstra in \[1, mel_bands=40\] dividing the 39 features, got n_cepstra=None"):
+        A.spec_augment(x, rng, mel_bands=40)
+    with pytest.raises(ParameterError, match=r"got n_cepstra=10$"):
+        A.spec_augment(x, rng, mel_bands=40, n_cepstra=10)
+    with pytest.raises(ParameterError, match=r"got n_cepstra=13$"):
+        A.spec_augment(x, rng, mel_bands=8, n_cepstra=13)
+    with pytest.raises(ParameterError, match=r"^scale must have one value per feature, shape \(39,\), got \(13,\)$"):
+        A.spec_augment(x, rng, mel_bands=40, n_cepstra=13, scale=np.ones(13))
+
+
 def test_spec_augment_mel_masks_with_time_masks_and_no_scale():
     from naive import mel_band_mask, spec_augment_draws
 
