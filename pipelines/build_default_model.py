@@ -269,10 +269,11 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
               help="Share of augmented copies given a vocal-tract-length warp of the spectrum.")
 @click.option("--vtlp-max", type=click.FloatRange(0, 0.5), default=0.1, show_default=True,
               help="Largest warp: factors drawn uniformly from 1 ± this.")
-@click.option("--freq-masks", type=click.Choice(["cepstra", "mel", "both"]), default="cepstra", show_default=True,
+@click.option("--freq-masks", type=click.Choice(["cepstra", "mel", "both", "none"]), default="cepstra",
+              show_default=True,
               help="What SpecAugment's two frequency masks hide in training: up to 3 cepstral indices, a band of "
                    f"up to {SPEC_MEL_MASK_BANDS} of the {N_MELS} mel bands under the cepstra (SpecAugment's "
-                   "frequency mask proper), or both (two of each).")
+                   "frequency mask proper), both (two of each), or nothing (time masks only).")
 @click.option("--dev", "dev_mode", type=click.Choice(["mixed", "heldout"]), default="mixed", show_default=True,
               help="mixed: dev = held-out Speech Commands speakers + FSDD takes 45-49 of the training speakers + "
                    "200 synthetic renders (how the shipped model was chosen); heldout: dev = only the Speech "

@@ -47,7 +47,7 @@ def epoch_weights_path(out_dir: str, epoch: int) -> str:
     return os.path.join(out_dir, "epochs", f"epoch-{epoch:03d}.npz")
 
 
-SPEC_AUGMENT_FREQ = ("cepstra", "mel", "both")  # what a SpecAugment feature mask hides (TrainConfig.spec_augment_freq)
+SPEC_AUGMENT_FREQ = ("cepstra", "mel", "both", "none")  # what a SpecAugment feature mask hides (TrainConfig.spec_augment_freq)
 SELECT_BY = ("loss", "wer")  # what picks a run's best epoch on the dev set (TrainConfig.select_by)
 
 
@@ -129,8 +129,8 @@ class TrainConfig:
     spec_augment: bool = True
     spec_augment_freq: str = "cepstra"  # what its two feature masks hide: "cepstra" (up to 3 cepstral indices in
     # every group), "mel" (a band of up to config.SPEC_MEL_MASK_BANDS log-mel bands, set to the normalisation
-    # mean through the DCT: SpecAugment's frequency mask proper) or "both" (two mel masks, then the time and
-    # cepstral masks)
+    # mean through the DCT: SpecAugment's frequency mask proper), "both" (two mel masks, then the time and
+    # cepstral masks) or "none" (time masks only)
     teacher: str = ""  # a model (path or shipped name, an ensemble too) whose frame posteriors the network learns
     # to match beside the CTC loss (knowledge distillation; "": off); same features and alphabet
     distill_weight: float = 1.0  # weight of that term: loss = CTC + distill_weight * Σ_frames KL(teacher ‖ network)
@@ -446,16 +446,17 @@ class Trainer:
 
     def _augment(self, xs, idx, rng):
         """SpecAugment of one batch's features ``xs`` (clips ``idx`` of the training set).  With "both", each
-        clip's mel masks are drawn and applied first (no time masks), then its time and cepstral masks."""
+        clip's mel masks are drawn and applied first (no time masks), then its time and cepstral masks; with
+        "none", its time masks alone."""
         mode, n = self.cfg.spec_augment_freq, self.fcfg.n_mfcc
         out = []
         for x, i in zip(xs, idx):
-            if mode != "cepstra":
+            if mode in ("mel", "both"):
                 x = spec_augment(x, rng, time_masks=0 if mode == "both" else 2, n_cepstra=n,
                                  mel_bands=self.fcfg.n_mels, max_features=config.SPEC_MEL_MASK_BANDS,
                                  scale=self.train_scale[i])
             if mode != "mel":
-                x = spec_augment(x, rng, n_cepstra=n)
+                x = spec_augment(x, rng, n_cepstra=n, feature_masks=0 if mode == "none" else 2)
             out.append(x)
         return out
 

@@ -303,7 +303,7 @@ def test_l1_set_is_foreign_accented_seeded_and_never_a_held_out_voice(build, tmp
 
 
 @pytest.mark.parametrize("args, expected", [([], "cepstra"), (["--freq-masks", "mel"], "mel"),
-                                           (["--freq-masks", "both"], "both")])
+                                           (["--freq-masks", "both"], "both"), (["--freq-masks", "none"], "none")])
 def test_freq_masks_option_reaches_the_trainer(build, monkeypatch, tmp_path, args, expected):
     from click.testing import CliRunner
 
@@ -320,4 +320,4 @@ def test_freq_masks_option_reaches_the_trainer(build, monkeypatch, tmp_path, arg
     r = CliRunner().invoke(build.main, ["--work", str(tmp_path), "--export", "", *args])
     assert isinstance(r.exception, Stop) and seen["freq_masks"] == expected
     bad = CliRunner().invoke(build.main, ["--work", str(tmp_path), "--freq-masks", "bands"])
-    assert bad.exit_code == 2 and "'bands' is not one of 'cepstra', 'mel', 'both'" in bad.output
+    assert bad.exit_code == 2 and "'bands' is not one of 'cepstra', 'mel', 'both', 'none'" in bad.output

@@ -614,7 +614,7 @@ def test_mel_frequency_masks_undo_the_normalisation_scale_and_mark_the_run(tiny_
     plain = Trainer(_cfg(d, train, dev, tmp_path / "plain", features=feats))
     plain.prepare()
     assert plain.train_scale is None and plain._fingerprint() != t._fingerprint()
-    with pytest.raises(ParameterError, match=r"spec_augment_freq must be one of \['cepstra', 'mel', 'both'\], got 'bands'"):
+    with pytest.raises(ParameterError, match=r"spec_augment_freq must be one of \['cepstra', 'mel', 'both', 'none'\], got 'bands'"):
         _cfg(d, train, dev, tmp_path / "x", spec_augment_freq="bands")
 
 
@@ -668,3 +668,27 @@ def test_both_frequency_masks_apply_mel_bands_then_time_and_cepstral_masks(tiny_
     mel_only = Trainer(_cfg(d, train, dev, tmp_path / "mel", spec_augment_freq="mel", features=dict(cmvn="global")))
     mel_only.prepare()
     assert mel_only._fingerprint() != t._fingerprint()
+
+
+def test_no_frequency_masks_leaves_time_masks_alone(tiny_corpus, tmp_path):
+    from naive import spec_augment_draws
+
+    d, train, dev = tiny_corpus
+    t = Trainer(_cfg(d, train, dev, tmp_path / "none", spec_augment_freq="none"))
+    t.prepare()
+    assert t.train_scale is None
+    xs = [t.train_x[i] for i in range(8)]
+    out = t._augment(xs, list(range(8)), np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    masked = 0
+    for x, got in zip(xs, out):
+        rows, _ = spec_augment_draws(rng, len(x), time_masks=2, max_time=5, feature_masks=0, max_features=3,
+                                     mel_bands=13)
+        ref = x.copy()
+        ref[rows] = 0.0
+        assert np.array_equal(got, ref)
+        masked += rows.any()
+    assert masked
+    cep = Trainer(_cfg(d, train, dev, tmp_path / "cep"))
+    cep.prepare()
+    assert cep._fingerprint() != t._fingerprint()
