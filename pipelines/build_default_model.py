@@ -274,6 +274,9 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
               help="What SpecAugment's two frequency masks hide in training: up to 3 cepstral indices, a band of "
                    f"up to {SPEC_MEL_MASK_BANDS} of the {N_MELS} mel bands under the cepstra (SpecAugment's "
                    "frequency mask proper), both (two of each), or nothing (time masks only).")
+@click.option("--cepstral-mask-max", type=click.IntRange(0, N_MELS), default=3, show_default=True,
+              help="Widest of the cepstral frequency masks (with --freq-masks cepstra or both), in cepstral "
+                   "indices of the 13: each mask draws a width from 0 to this.")
 @click.option("--dev", "dev_mode", type=click.Choice(["mixed", "heldout"]), default="mixed", show_default=True,
               help="mixed: dev = held-out Speech Commands speakers + FSDD takes 45-49 of the training speakers + "
                    "200 synthetic renders (how the shipped model was chosen); heldout: dev = only the Speech "
@@ -316,7 +319,7 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
 def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn, singles, sequences, l1_singles, l1_sequences, copies, sc_copies, sc_other_copies, fsdd_copies, fmax, n_mfcc, p_telephone, p_trim, trim_max,
-         p_trim_end, p_trim_vowel, p_hum, p_vtlp, vtlp_max, freq_masks, dev_mode, arctic, ema, dropout, weight_decay, select_by, teacher, distill_weight, distill_temperature, average_best,
+         p_trim_end, p_trim_vowel, p_hum, p_vtlp, vtlp_max, freq_masks, cepstral_mask_max, dev_mode, arctic, ema, dropout, weight_decay, select_by, teacher, distill_weight, distill_temperature, average_best,
          fsdd_test_speaker, fsdd_train_speakers, seed, seeds, run_name, workers, export_name):
     t_start = time.time()
     os.makedirs(work, exist_ok=True)
@@ -359,7 +362,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn
                 unidirectional=unidirectional, singles=singles, sequences=sequences, l1_singles=l1_singles,
                 l1_sequences=l1_sequences, copies=copies,
                 sc_copies=sc_copies, sc_other_copies=sc_other_copies, fsdd_copies=fsdd_copies, features=features, p_telephone=p_telephone,
-                p_trim=p_trim, trim_max=trim_max, p_trim_end=p_trim_end, p_trim_vowel=p_trim_vowel, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, freq_masks=freq_masks, dev_mode=dev_mode,
+                p_trim=p_trim, trim_max=trim_max, p_trim_end=p_trim_end, p_trim_vowel=p_trim_vowel, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, freq_masks=freq_masks, cepstral_mask_max=cepstral_mask_max, dev_mode=dev_mode,
                 arctic=arctic, ema=ema, dropout=dropout, weight_decay=weight_decay, select_by=select_by, teacher=teacher, distill_weight=distill_weight,
                 distill_temperature=distill_temperature, average_best=average_best, fsdd_test_speaker=fsdd_test_speaker,
                 fsdd_train_speakers=fsdd_train_speakers, workers=workers)
@@ -401,7 +404,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
                   arctic, ema, dropout, teacher, distill_weight, seed, run_dir, workers,
                   fsdd_test_speaker=FSDD_TEST_SPEAKER, fsdd_train_speakers="", average_best=0, weight_decay=0.0,
                   select_by="loss", p_trim_vowel=0.0, distill_temperature=1.0, l1_singles=0, l1_sequences=0,
-                  fsdd_copies=None, freq_masks="cepstra"):
+                  fsdd_copies=None, freq_masks="cepstra", cepstral_mask_max=3):
     """Stages 1-3 for one seed: synthesis, manifests, training into ``run_dir`` (resumed if it has
     a checkpoint).  Returns (manifest paths, run_dir)."""
     from speechlstm.train import TrainConfig, Trainer
@@ -474,6 +477,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
                       weight_decay=weight_decay, select_by=select_by,
                       teacher=teacher, distill_weight=distill_weight, distill_temperature=distill_temperature,
                       average_best=average_best, spec_augment_freq=freq_masks,
+                      spec_augment_cepstra=cepstral_mask_max,
                       name="commands-stream" if unidirectional else "commands")
     Trainer(cfg).run(resume=True)
     return m, run_dir

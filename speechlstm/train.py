@@ -27,7 +27,7 @@ from .ctc import ctc_loss
 from .data import read_any
 from .decoding import greedy_decode
 from .device import check_device_name
-from .errors import DataError, ModelError, ParameterError, check_real, error_line, is_int
+from .errors import DataError, ModelError, ParameterError, check_int, check_real, error_line, is_int
 from .features import FeatureConfig, base_features, compute_stats, normalize_and_stack
 from .metrics import wer
 from .model import save_model
@@ -131,6 +131,7 @@ class TrainConfig:
     # every group), "mel" (a band of up to config.SPEC_MEL_MASK_BANDS log-mel bands, set to the normalisation
     # mean through the DCT: SpecAugment's frequency mask proper), "both" (two mel masks, then the time and
     # cepstral masks) or "none" (time masks only)
+    spec_augment_cepstra: int = 3  # widest cepstral mask, in cepstral indices (of n_mfcc): each draws a width in [0, this]
     teacher: str = ""  # a model (path or shipped name, an ensemble too) whose frame posteriors the network learns
     # to match beside the CTC loss (knowledge distillation; "": off); same features and alphabet
     distill_weight: float = 1.0  # weight of that term: loss = CTC + distill_weight * Σ_frames KL(teacher ‖ network)
@@ -155,6 +156,7 @@ class TrainConfig:
         if self.spec_augment_freq not in SPEC_AUGMENT_FREQ:
             raise ParameterError(f"spec_augment_freq must be one of {list(SPEC_AUGMENT_FREQ)}, "
                                  f"got {self.spec_augment_freq!r}")
+        check_int("spec_augment_cepstra", self.spec_augment_cepstra, 0, config.N_MELS)  # n_mfcc <= n_mels
         if self.select_by not in SELECT_BY:
             raise ParameterError(f"select_by must be one of {list(SELECT_BY)}, got {self.select_by!r}")
         if self.select_by == "wer" and not self.dev:
@@ -456,7 +458,8 @@ class Trainer:
                                  mel_bands=self.fcfg.n_mels, max_features=config.SPEC_MEL_MASK_BANDS,
                                  scale=self.train_scale[i])
             if mode != "mel":
-                x = spec_augment(x, rng, n_cepstra=n, feature_masks=0 if mode == "none" else 2)
+                x = spec_augment(x, rng, n_cepstra=n, feature_masks=0 if mode == "none" else 2,
+                                 max_features=self.cfg.spec_augment_cepstra)
             out.append(x)
         return out
 
@@ -678,6 +681,8 @@ class Trainer:
                 d.pop(k, None)
         if d.get("spec_augment_freq") == "cepstra":  # likewise
             d.pop("spec_augment_freq")
+        if d.get("spec_augment_cepstra") == 3:  # likewise
+            d.pop("spec_augment_cepstra")
         if d.get("select_by") == "loss":  # likewise; another select_by ranks epochs differently, so it counts
             d.pop("select_by")
         if d.pop("teacher", ""):  # the teacher's contents count, not where it lies

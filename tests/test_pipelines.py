@@ -318,6 +318,25 @@ def test_freq_masks_option_reaches_the_trainer(build, monkeypatch, tmp_path, arg
 
     monkeypatch.setattr(build, "build_network", fake_build_network)
     r = CliRunner().invoke(build.main, ["--work", str(tmp_path), "--export", "", *args])
-    assert isinstance(r.exception, Stop) and seen["freq_masks"] == expected
+    assert isinstance(r.exception, Stop) and seen["freq_masks"] == expected and seen["cepstral_mask_max"] == 3
     bad = CliRunner().invoke(build.main, ["--work", str(tmp_path), "--freq-masks", "bands"])
     assert bad.exit_code == 2 and "'bands' is not one of 'cepstra', 'mel', 'both', 'none'" in bad.output
+
+
+def test_cepstral_mask_max_reaches_the_trainer_and_is_checked(build, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_build_network(**kw):
+        seen.update(kw)
+        raise Stop  # before any work
+
+    monkeypatch.setattr(build, "build_network", fake_build_network)
+    r = CliRunner().invoke(build.main, ["--work", str(tmp_path), "--export", "", "--cepstral-mask-max", "5"])
+    assert isinstance(r.exception, Stop) and seen["cepstral_mask_max"] == 5
+    bad = CliRunner().invoke(build.main, ["--work", str(tmp_path), "--cepstral-mask-max", "-1"])
+    assert bad.exit_code == 2 and "--cepstral-mask-max" in bad.output
