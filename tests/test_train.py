@@ -694,17 +694,19 @@ def test_no_frequency_masks_leaves_time_masks_alone(tiny_corpus, tmp_path):
     assert cep._fingerprint() != t._fingerprint()
 
 
-def test_cepstral_mask_width_is_a_setting_checked_and_part_of_the_run(tiny_corpus, tmp_path):
+@pytest.mark.parametrize("width", [3, 5])
+def test_cepstral_mask_width_is_a_setting_checked_and_part_of_the_run(tiny_corpus, tmp_path, width):
+    """Width 3 is every earlier build's masking (the default), drawn as before; 5 draws wider masks."""
     from naive import spec_augment_draws
 
     d, train, dev = tiny_corpus
-    t = Trainer(_cfg(d, train, dev, tmp_path / "c5", spec_augment_cepstra=5))
+    t = Trainer(_cfg(d, train, dev, tmp_path / "c5", spec_augment_cepstra=width))
     t.prepare()
     xs = [t.train_x[i] for i in range(8)]
     out = t._augment(xs, list(range(8)), np.random.default_rng(2))
-    rng = np.random.default_rng(2)  # the replay draws widths up to 5: with P's 3 the draws and masks would differ
+    rng = np.random.default_rng(2)  # the replay draws widths up to `width`: another width draws other masks
     for x, got in zip(xs, out):
-        rows, cep = spec_augment_draws(rng, len(x), time_masks=2, max_time=5, feature_masks=2, max_features=5,
+        rows, cep = spec_augment_draws(rng, len(x), time_masks=2, max_time=5, feature_masks=2, max_features=width,
                                        mel_bands=13)
         ref = x.copy()
         ref[rows] = 0.0
@@ -712,7 +714,7 @@ def test_cepstral_mask_width_is_a_setting_checked_and_part_of_the_run(tiny_corpu
         assert np.array_equal(got, ref)
     plain = Trainer(_cfg(d, train, dev, tmp_path / "c3"))
     plain.prepare()
-    assert plain._fingerprint() != t._fingerprint()
+    assert (plain._fingerprint() == t._fingerprint()) == (width == 3)  # the default keeps older runs' fingerprint
     for bad in (-1, 41, 2.5, True):
         with pytest.raises(ParameterError, match=r"^spec_augment_cepstra must be an integer in \[0, 40\], got "):
             _cfg(d, train, dev, tmp_path / "x", spec_augment_cepstra=bad)
