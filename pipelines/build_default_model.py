@@ -276,7 +276,7 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
                    "frequency mask proper), both (two of each), or nothing (time masks only).")
 @click.option("--cepstral-mask-max", type=click.IntRange(0, N_MELS), default=3, show_default=True,
               help="Widest of the cepstral frequency masks (with --freq-masks cepstra or both), in cepstral "
-                   "indices of the 13: each mask draws a width from 0 to this.")
+                   "indices (of --n-mfcc): each mask draws a width from 0 to this.")
 @click.option("--dev", "dev_mode", type=click.Choice(["mixed", "heldout"]), default="mixed", show_default=True,
               help="mixed: dev = held-out Speech Commands speakers + FSDD takes 45-49 of the training speakers + "
                    "200 synthetic renders (how the shipped model was chosen); heldout: dev = only the Speech "

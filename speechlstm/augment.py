@@ -197,19 +197,13 @@ def spec_augment(x: np.ndarray, rng: np.random.Generator, *, time_masks: int = 2
                                  f"{D} features, got n_cepstra={n_cepstra!r}")
         if scale is not None and np.shape(scale) != (D,):
             raise ParameterError(f"scale must have one value per feature, shape ({D},), got {np.shape(scale)}")
-    for _ in range(time_masks):
-        w = int(rng.integers(0, max_time + 1))
-        if w and T > w:
-            s = int(rng.integers(0, T - w))
-            x[s: s + w] = 0.0
+    for s, w in _spans(rng, time_masks, max_time, T):
+        x[s: s + w] = 0.0
     group = n_cepstra or D
     if mel_bands:
         band = np.zeros(mel_bands, bool)
-        for _ in range(feature_masks):
-            w = int(rng.integers(0, max_features + 1))
-            if w and mel_bands > w:
-                s = int(rng.integers(0, mel_bands - w))
-                band[s: s + w] = True
+        for s, w in _spans(rng, feature_masks, max_features, mel_bands):
+            band[s: s + w] = True
         if band.any():
             basis = _dct_rows(mel_bands, group)[:, band]  # [n_cepstra, masked bands]
             keep = np.eye(group) - basis @ basis.T  # cepstra -> cepstra of the envelope with the band at its mean
@@ -218,22 +212,29 @@ def spec_augment(x: np.ndarray, rng: np.random.Generator, *, time_masks: int = 2
                 s_g = sd[g0: g0 + group]
                 x[:, g0: g0 + group] = ((x[:, g0: g0 + group] * s_g) @ keep.T) / s_g
         return x
-    for _ in range(feature_masks):
-        w = int(rng.integers(0, max_features + 1))
-        if w and group > w:
-            s = int(rng.integers(0, group - w))
-            for g0 in range(0, D, group):
-                x[:, g0 + s: g0 + s + w] = 0.0
+    for s, w in _spans(rng, feature_masks, max_features, group):
+        for g0 in range(0, D, group):
+            x[:, g0 + s: g0 + s + w] = 0.0
     return x
+
+
+def _spans(rng: np.random.Generator, count: int, widest: int, length: int):
+    """SpecAugment's mask spans (start, width) over ``length`` positions: per mask a width in [0, widest],
+    then, if it is non-zero and shorter than ``length``, a start — drawn as they are used, so the draw order
+    of every mask kind is the same."""
+    for _ in range(count):
+        w = int(rng.integers(0, widest + 1))
+        if w and length > w:
+            yield int(rng.integers(0, length - w)), w
 
 
 @functools.lru_cache(maxsize=8)
 def _dct_rows(n_bands: int, n_cepstra: int) -> np.ndarray:
-    """The first ``n_cepstra`` rows of the orthonormal DCT-II of size ``n_bands``: cepstra = rows @ log-mel."""
-    k = np.arange(n_cepstra)[:, None]
-    n = np.arange(n_bands)[None, :]
-    rows = np.sqrt(2.0 / n_bands) * np.cos(np.pi * k * (2 * n + 1) / (2 * n_bands))
-    rows[0] /= np.sqrt(2.0)
+    """The first ``n_cepstra`` rows of the orthonormal DCT-II of size ``n_bands`` — the transform the front end
+    takes the cepstra with (``features._mfcc``): cepstra = rows @ log-mel."""
+    from scipy.fft import dct
+
+    rows = dct(np.eye(n_bands), type=2, norm="ortho", axis=0)[:n_cepstra]
     rows.flags.writeable = False
     return rows
 

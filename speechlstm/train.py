@@ -48,7 +48,9 @@ def epoch_weights_path(out_dir: str, epoch: int) -> str:
 
 
 SPEC_AUGMENT_FREQ = ("cepstra", "mel", "both", "none")  # what a SpecAugment feature mask hides (TrainConfig.spec_augment_freq)
-SELECT_BY = ("loss", "wer")  # what picks a run's best epoch on the dev set (TrainConfig.select_by)
+SELECT_BY = ("loss", "wer")
+_ADDED_LATER = ("ema", "dropout", "select_by", "spec_augment_freq", "spec_augment_cepstra")  # TrainConfig fields
+# a resume fingerprint leaves out at their defaults (Trainer._fingerprint)  # what picks a run's best epoch on the dev set (TrainConfig.select_by)
 
 
 def _selection_fields(rec: dict, select_by: str) -> List[str]:
@@ -676,15 +678,10 @@ class Trainer:
         d = dataclasses.asdict(self.cfg)
         for k in ("epochs", "patience", "progress", "workers", "out_dir", "cache_dir", "device", "average_best"):
             d.pop(k, None)
-        for k in ("ema", "dropout"):  # runs without them keep the fingerprint they had before the options existed
-            if not d.get(k):
-                d.pop(k, None)
-        if d.get("spec_augment_freq") == "cepstra":  # likewise
-            d.pop("spec_augment_freq")
-        if d.get("spec_augment_cepstra") == 3:  # likewise
-            d.pop("spec_augment_cepstra")
-        if d.get("select_by") == "loss":  # likewise; another select_by ranks epochs differently, so it counts
-            d.pop("select_by")
+        defaults = {f.name: f.default for f in dataclasses.fields(self.cfg)}
+        for k in _ADDED_LATER:  # at their defaults, runs keep the fingerprint they had before the option existed;
+            if d.get(k) == defaults[k]:  # otherwise they count (another select_by ranks epochs differently, ...)
+                d.pop(k)
         if d.pop("teacher", ""):  # the teacher's contents count, not where it lies
             d["teacher_sha256"] = self.teacher_sha
         else:

@@ -254,16 +254,15 @@ def spec_augment_draws(seed, T, *, time_masks, max_time, feature_masks, max_feat
     mel bands masked) — the same draws in the same order, with the same bounds.  ``seed`` may be a Generator,
     which then goes on (default_rng returns it as it is), as spec_augment's does over a batch."""
     rng = np.random.default_rng(seed)
-    rows = np.zeros(T, bool)
-    for _ in range(time_masks):
-        w = int(rng.integers(0, max_time + 1))
-        if w and T > w:
-            s = int(rng.integers(0, T - w))
-            rows[s:s + w] = True
-    band = np.zeros(mel_bands, bool)
-    for _ in range(feature_masks):
-        w = int(rng.integers(0, max_features + 1))
-        if w and mel_bands > w:
-            s = int(rng.integers(0, mel_bands - w))
-            band[s:s + w] = True
-    return rows, band
+
+    def masked(count, widest, length):
+        hit = np.zeros(length, bool)
+        for _ in range(count):
+            w = int(rng.integers(0, widest + 1))
+            if w and length > w:
+                s = int(rng.integers(0, length - w))
+                hit[s:s + w] = True
+        return hit
+
+    rows = masked(time_masks, max_time, T)
+    return rows, masked(feature_masks, max_features, mel_bands)

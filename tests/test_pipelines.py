@@ -302,9 +302,8 @@ def test_l1_set_is_foreign_accented_seeded_and_never_a_held_out_voice(build, tmp
     assert [r["text"] for r in a[-4:]] != [r["text"] for r in c[-4:]]
 
 
-@pytest.mark.parametrize("args, expected", [([], "cepstra"), (["--freq-masks", "mel"], "mel"),
-                                           (["--freq-masks", "both"], "both"), (["--freq-masks", "none"], "none")])
-def test_freq_masks_option_reaches_the_trainer(build, monkeypatch, tmp_path, args, expected):
+def _options_reaching_build_network(build, monkeypatch, tmp_path, *args):
+    """The options main() hands build_network for ``args`` (stopped there, before any work)."""
     from click.testing import CliRunner
 
     seen = {}
@@ -318,7 +317,17 @@ def test_freq_masks_option_reaches_the_trainer(build, monkeypatch, tmp_path, arg
 
     monkeypatch.setattr(build, "build_network", fake_build_network)
     r = CliRunner().invoke(build.main, ["--work", str(tmp_path), "--export", "", *args])
-    assert isinstance(r.exception, Stop) and seen["freq_masks"] == expected and seen["cepstral_mask_max"] == 3
+    assert isinstance(r.exception, Stop), r.output
+    return seen
+
+
+@pytest.mark.parametrize("args, expected", [([], "cepstra"), (["--freq-masks", "mel"], "mel"),
+                                           (["--freq-masks", "both"], "both"), (["--freq-masks", "none"], "none")])
+def test_freq_masks_option_reaches_the_trainer(build, monkeypatch, tmp_path, args, expected):
+    from click.testing import CliRunner
+
+    seen = _options_reaching_build_network(build, monkeypatch, tmp_path, *args)
+    assert seen["freq_masks"] == expected and seen["cepstral_mask_max"] == 3
     bad = CliRunner().invoke(build.main, ["--work", str(tmp_path), "--freq-masks", "bands"])
     assert bad.exit_code == 2 and "'bands' is not one of 'cepstra', 'mel', 'both', 'none'" in bad.output
 
@@ -326,17 +335,7 @@ def test_freq_masks_option_reaches_the_trainer(build, monkeypatch, tmp_path, arg
 def test_cepstral_mask_max_reaches_the_trainer_and_is_checked(build, monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    seen = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake_build_network(**kw):
-        seen.update(kw)
-        raise Stop  # before any work
-
-    monkeypatch.setattr(build, "build_network", fake_build_network)
-    r = CliRunner().invoke(build.main, ["--work", str(tmp_path), "--export", "", "--cepstral-mask-max", "5"])
-    assert isinstance(r.exception, Stop) and seen["cepstral_mask_max"] == 5
+    seen = _options_reaching_build_network(build, monkeypatch, tmp_path, "--cepstral-mask-max", "5")
+    assert seen["cepstral_mask_max"] == 5
     bad = CliRunner().invoke(build.main, ["--work", str(tmp_path), "--cepstral-mask-max", "-1"])
     assert bad.exit_code == 2 and "--cepstral-mask-max" in bad.output
