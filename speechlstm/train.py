@@ -147,6 +147,17 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):  # on every construction (config file, code, tune's replace), before any work
+        for name in ("hidden_size", "num_layers", "epochs", "batch_size", "patience", "workers"):
+            check_int(name, getattr(self, name), 1)
+        for name in ("warmup_steps", "augment_copies", "seed"):
+            check_int(name, getattr(self, name), 0)
+        check_real("lr", self.lr, 0.0, low_open=True)
+        check_real("lr_decay", self.lr_decay, 0.0, 1.0, low_open=True)  # per epoch; 1: no decay
+        check_real("min_lr", self.min_lr, 0.0)
+        check_real("clip", self.clip, 0.0)  # 0: no clipping
+        for name in ("bidirectional", "spec_augment", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParameterError(f"{name} must be true or false, got {getattr(self, name)!r}")
         check_real("ema", self.ema, 0.0, 1.0, high_open=True)
         check_real("weight_decay", self.weight_decay, 0.0, 1.0)  # decoupled (AdamW): each step shrinks by lr * this
         _check_dropout(self.dropout)

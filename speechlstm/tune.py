@@ -71,6 +71,8 @@ def run_search(base: TrainConfig, grid: Dict[str, list], out_dir: str, *, epochs
     if n_random:
         rng = np.random.default_rng(seed)
         combos = [combos[i] for i in rng.choice(len(combos), min(n_random, len(combos)), replace=False)]
+    for combo in combos:  # every trial's config checked before the first trains (a bad grid value fails now)
+        dataclasses.replace(base, **combo)
     os.makedirs(out_dir, exist_ok=True)
     shared_cache = base.cache_dir or os.path.join(out_dir, "cache")
     rows = []

@@ -167,6 +167,15 @@ def test_tune_writes_ranked_tables(tiny_corpus, tmp_path):
         parse_grid(["colour=1,2"])
 
 
+def test_tune_checks_every_trial_before_the_first_trains(tiny_corpus, tmp_path):
+    from speechlstm.tune import parse_grid, run_search
+
+    d, train, dev = tiny_corpus
+    with pytest.raises(ParameterError, match=r"batch_size must be an integer >= 1, got 0"):
+        run_search(_cfg(d, train, dev, tmp_path / "t"), parse_grid(["batch_size=8,0"]), str(tmp_path / "t"), epochs=1)
+    assert not (tmp_path / "t").exists()  # the good first trial did not train either
+
+
 def test_resume_refuses_another_config(tiny_corpus, tmp_path):
     d, train, dev = tiny_corpus
     Trainer(_cfg(d, train, dev, tmp_path / "r", epochs=1)).run()
@@ -452,6 +461,46 @@ def test_weight_decay_is_checked_when_the_config_is_made(bad):
         TrainConfig(weight_decay=bad)
     assert TrainConfig(weight_decay=0.01).weight_decay == 0.01
 
+
+@pytest.mark.parametrize("field, bad, message", [
+    ("batch_size", 0, r"batch_size must be an integer >= 1, got 0"),
+    ("batch_size", 16.0, r"batch_size must be an integer >= 1, got 16.0"),
+    ("epochs", "ten", r"epochs must be an integer >= 1, got 'ten'"),
+    ("patience", 0, r"patience must be an integer >= 1, got 0"),
+    ("hidden_size", -8, r"hidden_size must be an integer >= 1, got -8"),
+    ("num_layers", True, r"num_layers must be an integer >= 1, got True"),
+    ("workers", 0, r"workers must be an integer >= 1, got 0"),
+    ("warmup_steps", -1, r"warmup_steps must be an integer >= 0, got -1"),
+    ("augment_copies", 1.5, r"augment_copies must be an integer >= 0, got 1.5"),
+    ("seed", -3, r"seed must be an integer >= 0, got -3"),
+    ("lr", 0.0, r"lr must be a number in \(0, inf\), got 0.0"),
+    ("lr", "2e-3", r"lr must be a number in \(0, inf\), got '2e-3'"),
+    ("lr_decay", 1.2, r"lr_decay must be a number in \(0, 1\], got 1.2"),
+    ("min_lr", -1e-5, r"min_lr must be a number in \[0, inf\), got -1e-05"),
+    ("clip", float("nan"), r"clip must be a number in \[0, inf\), got nan"),
+    ("bidirectional", "yes", r"bidirectional must be true or false, got 'yes'"),
+    ("spec_augment", 1, r"spec_augment must be true or false, got 1"),
+])
+def test_optimiser_and_loop_settings_are_checked_when_the_config_is_made(field, bad, message):
+    """A TOML typo in a number (``batch_size = 0``, ``epochs = "ten"``) is refused when the config is
+    made, naming the key and the value — not by a traceback after the features are computed."""
+    from speechlstm.train import TrainConfig
+
+    with pytest.raises(ParameterError, match=message):
+        TrainConfig(**{field: bad})
+
+
+def test_a_bad_number_in_a_config_file_names_the_file_before_any_work(tiny_corpus, tmp_path):
+    from click.testing import CliRunner
+
+    from speechlstm.cli import main
+
+    d, train, dev = tiny_corpus
+    p = tmp_path / "c.toml"
+    p.write_text(f'train = ["{train}"]\nout_dir = "out"\nbatch_size = 0\n')
+    r = CliRunner().invoke(main, ["train", "--config", str(p)])
+    assert r.exit_code == 1 and r.output.strip().endswith("c.toml: batch_size must be an integer >= 1, got 0")
+    assert not (tmp_path / "out").exists()  # refused before the features
 
 def test_load_teacher_checks_front_end_and_alphabet():
     """The check the trainer and the build pipeline share: the shipped default fits its own front
