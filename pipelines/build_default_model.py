@@ -44,6 +44,7 @@ from speechlstm.cli import PipelineCommand
 from speechlstm.data import (SPEECH_COMMANDS_WORDS, read_fsdd, read_speech_commands, read_text_pairs, split_by_speaker,
                              write_manifest)
 from speechlstm.synth import ESPEAK_ACCENTS, FLITE_VOICES, espeak_variants, synthesize, voice_pool
+from speechlstm.train import TrainConfig
 
 HELD_OUT_ACCENTS = ["en-029", "en-us-nyc"]
 HELD_OUT_FLITE = ["rms"]
@@ -287,6 +288,11 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
               help="Decay of the weights' moving average used for selection and export (e.g. 0.999; 0: off).")
 @click.option("--dropout", default=0.0, show_default=True,
               help="Dropout on each LSTM layer's output in training (0: off).")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=TrainConfig.lr, show_default=True,
+              help=f"Adam's peak learning rate (reached after {TrainConfig.warmup_steps} warm-up steps; then "
+                   f"x{TrainConfig.lr_decay} per epoch, down to {TrainConfig.min_lr:g}).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=TrainConfig.batch_size, show_default=True,
+              help="Training clips per step (length-bucketed batches).")
 @click.option("--weight-decay", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Decoupled weight decay (AdamW): each step shrinks every weight by lr x this (0: off).")
 @click.option("--select-by", type=click.Choice(["loss", "wer"]), default="loss", show_default=True,
@@ -319,7 +325,7 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
 def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn, singles, sequences, l1_singles, l1_sequences, copies, sc_copies, sc_other_copies, fsdd_copies, fmax, n_mfcc, p_telephone, p_trim, trim_max,
-         p_trim_end, p_trim_vowel, p_hum, p_vtlp, vtlp_max, freq_masks, cepstral_mask_max, dev_mode, arctic, ema, dropout, weight_decay, select_by, teacher, distill_weight, distill_temperature, average_best,
+         p_trim_end, p_trim_vowel, p_hum, p_vtlp, vtlp_max, freq_masks, cepstral_mask_max, dev_mode, arctic, ema, dropout, lr, batch_size, weight_decay, select_by, teacher, distill_weight, distill_temperature, average_best,
          fsdd_test_speaker, fsdd_train_speakers, seed, seeds, run_name, workers, export_name):
     t_start = time.time()
     os.makedirs(work, exist_ok=True)
@@ -363,7 +369,8 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn
                 l1_sequences=l1_sequences, copies=copies,
                 sc_copies=sc_copies, sc_other_copies=sc_other_copies, fsdd_copies=fsdd_copies, features=features, p_telephone=p_telephone,
                 p_trim=p_trim, trim_max=trim_max, p_trim_end=p_trim_end, p_trim_vowel=p_trim_vowel, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, freq_masks=freq_masks, cepstral_mask_max=cepstral_mask_max, dev_mode=dev_mode,
-                arctic=arctic, ema=ema, dropout=dropout, weight_decay=weight_decay, select_by=select_by, teacher=teacher, distill_weight=distill_weight,
+                arctic=arctic, ema=ema, dropout=dropout, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+                select_by=select_by, teacher=teacher, distill_weight=distill_weight,
                 distill_temperature=distill_temperature, average_best=average_best, fsdd_test_speaker=fsdd_test_speaker,
                 fsdd_train_speakers=fsdd_train_speakers, workers=workers)
     network_file = "model-avg.npz" if average_best else "model.npz"  # what each seed contributes
@@ -404,10 +411,11 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
                   arctic, ema, dropout, teacher, distill_weight, seed, run_dir, workers,
                   fsdd_test_speaker=FSDD_TEST_SPEAKER, fsdd_train_speakers="", average_best=0, weight_decay=0.0,
                   select_by="loss", p_trim_vowel=0.0, distill_temperature=1.0, l1_singles=0, l1_sequences=0,
-                  fsdd_copies=None, freq_masks="cepstra", cepstral_mask_max=3):
+                  fsdd_copies=None, freq_masks="cepstra", cepstral_mask_max=3, lr=TrainConfig.lr,
+                  batch_size=TrainConfig.batch_size):
     """Stages 1-3 for one seed: synthesis, manifests, training into ``run_dir`` (resumed if it has
     a checkpoint).  Returns (manifest paths, run_dir)."""
-    from speechlstm.train import TrainConfig, Trainer
+    from speechlstm.train import Trainer
 
     fsdd = read_fsdd(os.path.join(data_root, "fsdd"))
     speakers = sorted({r["speaker"] for r in fsdd})
@@ -474,7 +482,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
                       features=features,
                       augment=augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, p_trim_end, p_trim_vowel),
                       vocabulary=list(SPEECH_COMMANDS_WORDS), patience=patience, ema=ema, dropout=dropout,
-                      weight_decay=weight_decay, select_by=select_by,
+                      lr=lr, batch_size=batch_size, weight_decay=weight_decay, select_by=select_by,
                       teacher=teacher, distill_weight=distill_weight, distill_temperature=distill_temperature,
                       average_best=average_best, spec_augment_freq=freq_masks,
                       spec_augment_cepstra=cepstral_mask_max,

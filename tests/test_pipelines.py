@@ -339,3 +339,17 @@ def test_cepstral_mask_max_reaches_the_trainer_and_is_checked(build, monkeypatch
     assert seen["cepstral_mask_max"] == 5
     bad = CliRunner().invoke(build.main, ["--work", str(tmp_path), "--cepstral-mask-max", "-1"])
     assert bad.exit_code == 2 and "--cepstral-mask-max" in bad.output
+
+
+def test_lr_and_batch_size_reach_the_trainer_and_are_checked(build, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from speechlstm.train import TrainConfig
+
+    seen = _options_reaching_build_network(build, monkeypatch, tmp_path)
+    assert (seen["lr"], seen["batch_size"]) == (TrainConfig.lr, TrainConfig.batch_size)  # every earlier build's
+    seen = _options_reaching_build_network(build, monkeypatch, tmp_path, "--lr", "1e-3", "--batch-size", "16")
+    assert (seen["lr"], seen["batch_size"]) == (1e-3, 16)
+    for bad, name in ((["--lr", "0"], "--lr"), (["--batch-size", "0"], "--batch-size")):
+        r = CliRunner().invoke(build.main, ["--work", str(tmp_path), *bad])
+        assert r.exit_code == 2 and name in r.output
