@@ -40,7 +40,7 @@ import numpy as np
 
 from speechlstm.alphabet import DIGIT_WORDS
 from speechlstm.config import N_MELS, SPEC_MEL_MASK_BANDS
-from speechlstm.cli import PipelineCommand
+from speechlstm.cli import FiniteRange, PipelineCommand
 from speechlstm.data import (SPEECH_COMMANDS_WORDS, read_fsdd, read_speech_commands, read_text_pairs, split_by_speaker,
                              write_manifest)
 from speechlstm.synth import ESPEAK_ACCENTS, FLITE_VOICES, espeak_variants, synthesize, voice_pool
@@ -205,6 +205,20 @@ def noise_clips(work, n=150):
     return out
 
 
+def check_training_options(augment: dict, **train) -> None:
+    """The trainer's own checks of the build's training options (``TrainConfig`` fields), run before any
+    synthesis: a bad value is a usage error naming the setting and the value, not a failure when
+    training starts."""
+    from speechlstm.augment import Augmenter
+    from speechlstm.errors import ParameterError
+
+    try:
+        Augmenter.check_fields(augment)
+        TrainConfig(train=["(options)"], dev=["(options)"], **train)  # a build always has a dev set
+    except ParameterError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.1, p_trim_end=0.0, p_trim_vowel=0.0):
     """Augmenter settings; the newer fields only when used, so older runs keep their cache keys."""
     d = {"p_telephone": p_telephone}
@@ -250,25 +264,25 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--fsdd-copies", type=click.IntRange(min=0), default=None,
               help="Augmented copies per FSDD training clip (real 8 kHz digits of the training speakers; "
                    "default: --copies).")
-@click.option("--fmax", default=4000.0, show_default=True,
+@click.option("--fmax", default=4000.0, type=FiniteRange(), show_default=True,
               help="Highest mel frequency (Hz): 4000 makes 8 kHz (telephone, FSDD) and 16 kHz audio look alike.")
 @click.option("--n-mfcc", type=click.IntRange(min=1), default=None,
               help="Cepstra kept per frame (each with its two deltas; at most the 40 mel bands, which 40 keeps "
                    "whole).  [default: the front end's 13]")
-@click.option("--p-telephone", default=0.3, show_default=True, help="Share of augmented copies band-limited to 8 kHz.")
-@click.option("--p-trim", default=0.0, show_default=True,
+@click.option("--p-telephone", default=0.3, type=FiniteRange(), show_default=True, help="Share of augmented copies band-limited to 8 kHz.")
+@click.option("--p-trim", default=0.0, type=FiniteRange(), show_default=True,
               help="Share of augmented copies whose speech onset is clipped (tightly trimmed corpora).")
-@click.option("--trim-max", default=0.08, show_default=True, help="Longest onset clip (s).")
-@click.option("--p-trim-end", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--trim-max", default=0.08, type=FiniteRange(), show_default=True, help="Longest onset clip (s).")
+@click.option("--p-trim-end", type=FiniteRange(0, 1), default=0.0, show_default=True,
               help="Share of augmented copies whose silence after the speech is cut (with --p-trim: clips cut "
                    "tightly at both ends, as FSDD's are).")
-@click.option("--p-trim-vowel", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--p-trim-vowel", type=FiniteRange(0, 1), default=0.0, show_default=True,
               help="Share of augmented copies cut where the vowel begins (the first 10 ms frame within 10 dB of "
                    "the loudest), so the word's first consonant is gone whole, as in many FSDD clips.")
-@click.option("--p-hum", default=0.0, show_default=True, help="Share of augmented copies given tonal hum.")
-@click.option("--p-vtlp", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--p-hum", default=0.0, type=FiniteRange(), show_default=True, help="Share of augmented copies given tonal hum.")
+@click.option("--p-vtlp", type=FiniteRange(0, 1), default=0.0, show_default=True,
               help="Share of augmented copies given a vocal-tract-length warp of the spectrum.")
-@click.option("--vtlp-max", type=click.FloatRange(0, 0.5), default=0.1, show_default=True,
+@click.option("--vtlp-max", type=FiniteRange(0, 0.5), default=0.1, show_default=True,
               help="Largest warp: factors drawn uniformly from 1 ± this.")
 @click.option("--freq-masks", type=click.Choice(["cepstra", "mel", "both", "none"]), default="cepstra",
               show_default=True,
@@ -284,16 +298,16 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
                    "Commands speakers held out of training, the other two parts train.")
 @click.option("--arctic", default=0, show_default=True,
               help="ARCTIC sentences (arctic_cathy) added to training: real read speech, any words (0: none).")
-@click.option("--ema", default=0.0, show_default=True,
+@click.option("--ema", default=0.0, type=FiniteRange(), show_default=True,
               help="Decay of the weights' moving average used for selection and export (e.g. 0.999; 0: off).")
-@click.option("--dropout", default=0.0, show_default=True,
+@click.option("--dropout", default=0.0, type=FiniteRange(), show_default=True,
               help="Dropout on each LSTM layer's output in training (0: off).")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=TrainConfig.lr, show_default=True,
+@click.option("--lr", type=FiniteRange(0, min_open=True), default=TrainConfig.lr, show_default=True,
               help=f"Adam's peak learning rate (reached after {TrainConfig.warmup_steps} warm-up steps; then "
                    f"x{TrainConfig.lr_decay} per epoch, down to {TrainConfig.min_lr:g}).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=TrainConfig.batch_size, show_default=True,
               help="Training clips per step (length-bucketed batches).")
-@click.option("--weight-decay", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--weight-decay", type=FiniteRange(0, 1), default=0.0, show_default=True,
               help="Decoupled weight decay (AdamW): each step shrinks every weight by lr x this (0: off).")
 @click.option("--select-by", type=click.Choice(["loss", "wer"]), default="loss", show_default=True,
               help="What early stopping and the kept epoch go by on the dev set: its CTC loss, or its greedy WER "
@@ -301,9 +315,9 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--teacher", default="",
               help="A model (path or shipped name, e.g. commands-ensemble) whose frame posteriors each network "
                    "learns beside the CTC loss (knowledge distillation; same front end and alphabet).")
-@click.option("--distill-weight", type=click.FloatRange(0, 100), default=1.0, show_default=True,
+@click.option("--distill-weight", type=FiniteRange(0, 100), default=1.0, show_default=True,
               help="Weight of the distillation term (with --teacher).")
-@click.option("--distill-temperature", type=click.FloatRange(0, 100, min_open=True), default=1.0, show_default=True,
+@click.option("--distill-temperature", type=FiniteRange(0, 100, min_open=True), default=1.0, show_default=True,
               help="Temperature of the distillation term (with --teacher): the teacher's posteriors softened to "
                    "softmax(log p / T), the network's scores divided by T, the term times T^2 (1: plain KL).")
 @click.option("--average-best", type=click.IntRange(min=0), default=0, show_default=True,
@@ -328,18 +342,19 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn
          p_trim_end, p_trim_vowel, p_hum, p_vtlp, vtlp_max, freq_masks, cepstral_mask_max, dev_mode, arctic, ema, dropout, lr, batch_size, weight_decay, select_by, teacher, distill_weight, distill_temperature, average_best,
          fsdd_test_speaker, fsdd_train_speakers, seed, seeds, run_name, workers, export_name):
     t_start = time.time()
-    os.makedirs(work, exist_ok=True)
     try:
         seed_list = [int(x) for x in seeds.replace(",", " ").split()] if seeds else [seed]
     except ValueError:
         raise click.BadParameter(f"not a comma-separated list of integers: {seeds!r}", param_hint="--seeds") from None
     from speechlstm.errors import ParameterError
-    from speechlstm.train import check_average_best
 
-    try:  # now, not after hours of synthesis and features
-        check_average_best(average_best)
-    except ParameterError as exc:
-        raise click.BadParameter(str(exc), param_hint="--average-best") from None
+    check_training_options(  # now, not after hours of synthesis and features
+        augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, p_trim_end, p_trim_vowel),
+        hidden_size=hidden, num_layers=layers, epochs=epochs, patience=patience, augment_copies=copies, ema=ema,
+        dropout=dropout, lr=lr, batch_size=batch_size, weight_decay=weight_decay, select_by=select_by,
+        distill_weight=distill_weight, distill_temperature=distill_temperature, average_best=average_best,
+        spec_augment_freq=freq_masks, spec_augment_cepstra=cepstral_mask_max, workers=workers,
+        seed=min(seed_list))
     if unidirectional and cmvn == "utterance":
         raise click.BadParameter("a streaming (unidirectional) model cannot normalise by the whole clip; "
                                  "use --cmvn global", param_hint="--cmvn")
@@ -364,6 +379,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn
     if len(set(seed_list)) != len(seed_list):
         raise click.BadParameter(f"a seed is repeated: {seeds!r}", param_hint="--seeds")
     run_name = run_name or ("uni" if unidirectional else "bi")
+    os.makedirs(work, exist_ok=True)  # after every check: a refused command leaves nothing behind
     opts = dict(data_root=data_root, work=work, epochs=epochs, patience=patience, hidden=hidden, layers=layers,
                 unidirectional=unidirectional, singles=singles, sequences=sequences, l1_singles=l1_singles,
                 l1_sequences=l1_sequences, copies=copies,

@@ -7,16 +7,19 @@ import glob
 import sys
 import time
 
+import click
 import numpy as np
 
 import speechlstm
 from speechlstm import load_model
+from speechlstm.cli import PipelineCommand
 
 SHIPPED = ["commands", "commands-ensemble", "commands-distilled", "commands-stream"]
 MAX_POSTERIOR_DIFF = 1e-3  # largest |p_cpu - p_device| allowed in any frame and class
 
 
-def main(device: str = "cuda") -> int:
+def check(device: str = "cuda") -> int:
+    """Compare every shipped model on ``device`` with the CPU; the exit status (1 if any differs)."""
     bad = 0
     for name in SHIPPED:
         cpu, dev = load_model(name), load_model(name, device=device)
@@ -43,5 +46,12 @@ def main(device: str = "cuda") -> int:
     return 1 if bad else 0
 
 
+@click.command(cls=PipelineCommand)
+@click.argument("device", type=click.Choice(["cuda", "cpu"]), default="cuda")
+def main(device):
+    """Every shipped model on DEVICE (cuda; cpu: a dry run) against the CPU, on audio_samples/."""
+    sys.exit(check(device))
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "cuda"))
+    main()

@@ -11,21 +11,22 @@ import os
 import click
 
 from speechlstm.batch import SpotJob, spot_files
+from speechlstm.cli import FiniteRange, PipelineCommand
 from speechlstm.model import _resolve
 
 
-@click.command()
+@click.command(cls=PipelineCommand)
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--keywords", required=True, help="Comma-separated keywords.")
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False))
 @click.option("--model", "model_name", default=None)
-@click.option("--threshold", default=0.5, show_default=True)
-@click.option("--workers", default=1, show_default=True)
+@click.option("--threshold", default=0.5, show_default=True, type=FiniteRange(0, 1))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--dask", "dask_address", default=None, help="'local' or tcp://HOST:PORT")
 @click.option("--resume", is_flag=True)
 def main(paths, keywords, out_dir, model_name, threshold, workers, dask_address, resume):
-    os.makedirs(out_dir, exist_ok=True)
-    job = SpotJob(_resolve(model_name), [k.strip() for k in keywords.split(",") if k.strip()], threshold)
+    job = SpotJob(_resolve(model_name), [k.strip() for k in keywords.split(",") if k.strip()], threshold).check()
+    os.makedirs(out_dir, exist_ok=True)  # after the model and keywords are checked
     out_csv = os.path.join(out_dir, "results.csv")
     if dask_address:
         from speechlstm.distributed import dask_spot_files

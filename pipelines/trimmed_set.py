@@ -17,7 +17,7 @@ import librosa
 import soundfile as sf
 
 from speechlstm.audio import load_audio
-from speechlstm.cli import PipelineCommand
+from speechlstm.cli import FiniteRange, PipelineCommand
 from speechlstm.data import read_manifest, write_manifest
 from speechlstm.errors import DataError, SpeechLSTMError, error_line
 
@@ -53,7 +53,7 @@ def trim_rows(rows, out_dir, *, top_db=30.0):
 @click.command(cls=PipelineCommand)
 @click.argument("manifest")
 @click.option("--out", "out_dir", required=True, help="Folder for the trimmed WAVs and trimmed.jsonl.")
-@click.option("--top-db", type=click.FloatRange(min=1), default=30.0, show_default=True,
+@click.option("--top-db", type=FiniteRange(min=1), default=30.0, show_default=True,
               help="Frames this far below the clip's loudest frame count as silence.")
 def main(manifest, out_dir, top_db):
     rows = read_manifest(manifest)

@@ -27,7 +27,7 @@ import os
 import click
 
 from build_default_model import FSDD_TEST_SPEAKER, held_out_voice, speech_commands_split, synthetic_dev_set
-from speechlstm.cli import PipelineCommand
+from speechlstm.cli import FiniteRange, PipelineCommand
 from speechlstm.alphabet import DIGIT_WORDS
 from speechlstm.data import read_fsdd, read_manifest, write_manifest
 from speechlstm.errors import DataError, SpeechLSTMError, error_line
@@ -160,7 +160,7 @@ def _line(name, t, sizes):
 @click.option("--baseline", default=None, help="A model every one is paired against (McNemar per part).")
 @click.option("--fsdd-speaker", default="nicolas", show_default=True,
               help="The FSDD speaker of the third part (none of the models may have trained on him).")
-@click.option("--top-db", type=click.FloatRange(min=1), default=30.0, show_default=True,
+@click.option("--top-db", type=FiniteRange(min=1), default=30.0, show_default=True,
               help="dev-trim: frames this far below a clip's loudest count as silence.")
 @click.option("--synth-dev", type=click.IntRange(min=0), default=300, show_default=True,
               help="Command sequences of held-out synthetic voices, transcribed beside Y (0: none).")

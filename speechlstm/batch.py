@@ -122,6 +122,32 @@ class SpotJob:
         self.model_name, self.keywords, self.threshold, self.device = model, list(keywords), threshold, device
         self._model = None
 
+    def check(self) -> "SpotJob":
+        """Load the model and check the keywords and threshold now, in this process (a bad job fails
+        once, before any file, instead of once per file); returns the job.
+
+        Raises
+        ------
+        ModelError
+            the model cannot be loaded.
+        ParameterError
+            no keywords, a keyword without letters or with a character the model cannot spell, or a
+            threshold outside [0, 1].
+        """
+        from .alphabet import normalize_text
+        from .errors import ParameterError, check_real
+        from .model import load_model
+
+        check_real("threshold", self.threshold, 0.0, 1.0)
+        if not self.keywords:
+            raise ParameterError("no keywords given")
+        self._model = load_model(self.model_name, device=self.device)
+        for k in self.keywords:
+            if not isinstance(k, str) or not normalize_text(k):
+                raise ParameterError(f"keyword {k!r} has no letters")
+            self._model.alphabet.encode(k)
+        return self
+
     def __getstate__(self):
         d = dict(self.__dict__)
         d["_model"] = None

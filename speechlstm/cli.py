@@ -35,6 +35,19 @@ class _OneLineErrors:
             ctx.exit(1)
 
 
+class FiniteRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses NaN and infinities (every range comparison lets NaN
+    through, so ``--threshold nan`` would reach the library file after file)."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
+
 class _Group(_OneLineErrors, click.Group):
     prog = "speechlstm"
 
@@ -193,7 +206,7 @@ def classify(ctx, files, model_name, words, words_file, no_silence, fmt, device)
 @click.option("--keywords-file", type=click.Path(dir_okay=False), help="File with one keyword per line.")
 @click.option("--out", "out_csv", required=True, type=click.Path(dir_okay=False), help="Results CSV.")
 @click.option("--model", "model_name", default=None, help="Model name or path.")
-@click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--threshold", default=0.5, show_default=True, type=FiniteRange(0, 1))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--resume", is_flag=True, help="Skip files already in the results CSV.")
 @click.option("--dask", "dask_address", help="Run on Dask: 'local' or tcp://HOST:PORT.")
@@ -205,7 +218,7 @@ def spot(ctx, paths, keywords, keywords_file, out_csv, model_name, threshold, wo
     import json
 
     from .batch import SpotJob, spot_files
-    from .model import load_model, _resolve
+    from .model import _resolve
 
     kws = _read_words(keywords, None) or []
     if keywords_file:
@@ -216,15 +229,7 @@ def spot(ctx, paths, keywords, keywords_file, out_csv, model_name, threshold, wo
             raise click.ClickException(f"{keywords_file}: {exc.strerror}") from None
     if not kws:
         raise click.UsageError("give --keywords or --keywords-file")
-    model_path = _resolve(model_name)
-    m = load_model(model_path, device=device)  # fail fast on a bad model, before any worker starts
-    from .alphabet import normalize_text
-
-    for k in kws:
-        if not normalize_text(k):
-            raise ParameterError(f"keyword {k!r} has no letters")
-        m.alphabet.encode(k)
-    job = SpotJob(model_path, kws, threshold, device)
+    job = SpotJob(_resolve(model_name), kws, threshold, device).check()  # fail fast, before any worker starts
     if dask_address:
         from .distributed import dask_spot_files
 
@@ -328,7 +333,7 @@ def train(config_path, resume, device):
 @click.option("--manifest", required=True, type=click.Path(dir_okay=False), help="Output manifest (.jsonl).")
 @click.option("--voices", "n_voices", default=100, show_default=True, help="Size of the random voice pool.")
 @click.option("--engine", type=click.Choice(["both", "espeak-ng", "flite"]), default="both", show_default=True)
-@click.option("--foreign-accents", "l1_share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--foreign-accents", "l1_share", type=FiniteRange(0, 1), default=0.0, show_default=True,
               help="Share of the espeak-ng voices that speak English with a foreign accent (German, Greek, French ... "
                    "voices saying the English phonemes; 1: all of them).")
 @click.option("--seed", default=0, show_default=True)

@@ -353,3 +353,29 @@ def test_lr_and_batch_size_reach_the_trainer_and_are_checked(build, monkeypatch,
     for bad, name in ((["--lr", "0"], "--lr"), (["--batch-size", "0"], "--batch-size")):
         r = CliRunner().invoke(build.main, ["--work", str(tmp_path), *bad])
         assert r.exit_code == 2 and name in r.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lr", "nan"], "'nan' is not a finite number"),
+    (["--fmax", "inf"], "'inf' is not a finite number"),
+    (["--p-trim", "2"], "p_trim must be a number in [0, 1], got 2.0"),
+    (["--p-trim", "0.4", "--trim-max", "-0.1"], "trim_s must be a (low, high) range"),
+    (["--ema", "1"], "ema must be a number in [0, 1), got 1.0"),
+    (["--dropout", "-0.1"], "dropout must be a number in [0, 1), got -0.1"),
+    (["--average-best", "1"], "average_best must be 0 (off) or a number of epochs >= 2, got 1"),
+    (["--seeds", "1,-2"], "seed must be an integer >= 0, got -2"),
+    (["--layers", "0"], "num_layers must be an integer >= 1, got 0"),
+    (["--select-by", "wer"], None),  # a build always has a dev set: accepted
+])
+def test_build_checks_training_options_before_any_work(build, monkeypatch, tmp_path, args, message):
+    """A value the trainer would refuse is refused by the build's first line of work, not after the
+    synthesis and features (hours from nothing), and leaves no work folder behind."""
+    from click.testing import CliRunner
+
+    if message is None:
+        assert _options_reaching_build_network(build, monkeypatch, tmp_path / "w", *args)["select_by"] == "wer"
+        return
+    monkeypatch.setattr(build, "build_network", lambda **kw: pytest.fail("reached build_network"))
+    r = CliRunner().invoke(build.main, ["--work", str(tmp_path / "w"), "--export", "", *args])
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert not (tmp_path / "w").exists()

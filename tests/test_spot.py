@@ -125,3 +125,38 @@ def test_kws_batch_pipeline_summary(corpus, tmp_path):
     summary = json.load(open(tmp_path / "job" / "summary.json"))
     assert summary["processed"] == 13 and summary["failed"] == 0
     assert os.path.exists(tmp_path / "job" / "results.csv") and os.path.exists(tmp_path / "job" / "summary.md")
+
+
+@pytest.mark.parametrize("keywords, threshold, model, message", [
+    ([], 0.5, None, "no keywords given"),
+    (["left", "!!"], 0.5, None, "keyword '!!' has no letters"),
+    (["left"], float("nan"), None, r"threshold must be a number in \[0, 1\], got nan"),
+    (["left"], 1.5, None, r"threshold must be a number in \[0, 1\], got 1.5"),
+    (["left"], 0.5, "no-such-model", "no-such-model: no such model"),
+])
+def test_a_bad_spot_job_fails_once_before_any_file(keywords, threshold, model, message):
+    from speechlstm.errors import SpeechLSTMError
+
+    with pytest.raises(SpeechLSTMError, match=message):
+        SpotJob(model or _resolve(None), keywords, threshold).check()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--keywords", ","], "kws_batch.py: error: no keywords given"),
+    (["--keywords", "left", "--model", "no-such-model"], "kws_batch.py: error: no-such-model: no such model"),
+    (["--keywords", "left", "--threshold", "nan"], "'nan' is not a finite number"),
+    (["--keywords", "left", "--workers", "0"], "0 is not in the range 1<=x<=256"),
+])
+def test_kws_batch_refuses_a_bad_job_in_one_line_and_writes_nothing(args, message, tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(os.path.dirname(HERE), "pipelines", "kws_batch.py"),
+                        os.path.join(SAMPLES, "sc_left.wav"), "--out-dir", str(tmp_path / "job"), *args],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode in (1, 2) and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "job").exists()
+
+
+def test_spot_cli_refuses_a_nan_threshold_before_any_file(tmp_path):
+    r = spot_cli(os.path.join(SAMPLES, "sc_left.wav"), "--keywords", "left", "--threshold", "nan",
+                 "--out", str(tmp_path / "r.csv"))
+    assert r.returncode == 2 and "'nan' is not a finite number" in r.stderr
+    assert not (tmp_path / "r.csv").exists()
