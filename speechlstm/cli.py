@@ -328,16 +328,16 @@ def train(config_path, resume, device):
 @main.command()
 @click.option("--texts", "texts_file", type=click.Path(dir_okay=False), help="File with one text per line.")
 @click.option("--words", help="Comma-separated texts to render.")
-@click.option("--repeat", default=1, show_default=True, help="Renders per text (each with a random voice).")
+@click.option("--repeat", default=1, show_default=True, type=click.IntRange(min=1), help="Renders per text (each with a random voice).")
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False))
 @click.option("--manifest", required=True, type=click.Path(dir_okay=False), help="Output manifest (.jsonl).")
-@click.option("--voices", "n_voices", default=100, show_default=True, help="Size of the random voice pool.")
+@click.option("--voices", "n_voices", default=100, show_default=True, type=click.IntRange(min=1), help="Size of the random voice pool.")
 @click.option("--engine", type=click.Choice(["both", "espeak-ng", "flite"]), default="both", show_default=True)
 @click.option("--foreign-accents", "l1_share", type=FiniteRange(0, 1), default=0.0, show_default=True,
               help="Share of the espeak-ng voices that speak English with a foreign accent (German, Greek, French ... "
                    "voices saying the English phonemes; 1: all of them).")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--workers", default=2, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256))
 def synth(texts_file, words, repeat, out_dir, manifest, n_voices, engine, l1_share, seed, workers):
     """Render texts with espeak-ng / flite voices (accents, variants, speeds, pitches) into a manifest."""
     from .data import write_manifest

@@ -20,7 +20,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .errors import DataError, ParameterError
+from .errors import DataError, ParameterError, check_int
 
 __all__ = ["Voice", "espeak_voices", "flite_voices", "l1_voices", "accented_phonemes", "render", "synthesize",
            "voice_pool", "engine_available"]
@@ -201,6 +201,7 @@ def voice_pool(rng: np.random.Generator, n: int, *, espeak_accents=None, espeak_
     :func:`l1_voices`).  With ``l1_share`` 0 nothing is drawn for it, so pools drawn before it
     existed stay the same for a seed.
     """
+    check_int("n", n, 0)
     accents = list(espeak_accents if espeak_accents is not None else espeak_voices())
     variants = list(espeak_variant_names if espeak_variant_names is not None else espeak_variants())
     flites = list(flite_names if flite_names is not None else flite_voices())
@@ -257,6 +258,12 @@ def synthesize(texts: Sequence[str], out_dir: str, *, voices: Optional[Sequence[
     import soundfile as sf
     from tqdm import tqdm
 
+    check_int("seed", seed, 0)
+    check_int("workers", workers, 1)
+    if not voices:
+        check_int("n_voices", n_voices, 1)
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise ParameterError(f"texts must be a list of strings, got {texts!r:.80}")
     rng = np.random.default_rng(seed)
     pool = list(voices) if voices else voice_pool(rng, n_voices, **pool_kw)
     os.makedirs(out_dir, exist_ok=True)

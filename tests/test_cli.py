@@ -161,6 +161,21 @@ def test_other_commands_fail_in_one_line(tmp_path, args, message):
     assert r.stderr.strip().splitlines() == [f"speechlstm: error: {message}"]
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--repeat", "0"], "Invalid value for '--repeat': 0 is not in the range x>=1."),
+    (["--voices", "0"], "Invalid value for '--voices': 0 is not in the range x>=1."),
+    (["--seed", "-1"], "Invalid value for '--seed': -1 is not in the range x>=0."),
+    (["--workers", "0"], "Invalid value for '--workers': 0 is not in the range 1<=x<=256."),
+    (["--foreign-accents", "nan"], "Invalid value for '--foreign-accents': 'nan' is not a finite number."),
+])
+def test_synth_refuses_bad_counts_before_rendering(tmp_path, args, message):
+    """--repeat 0 wrote an empty manifest and said nothing; --voices 0 and --seed -1 were NumPy tracebacks."""
+    r = CliRunner().invoke(main, ["synth", "--words", "yes", "--out-dir", str(tmp_path / "s"),
+                                  "--manifest", str(tmp_path / "s.jsonl"), *args])
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s.jsonl").exists()
+
+
 def test_empty_training_config_names_the_file(tmp_path):
     (tmp_path / "empty.toml").write_text("")
     r = CliRunner().invoke(main, ["train", "--config", str(tmp_path / "empty.toml")])

@@ -214,6 +214,21 @@ def test_synthesize_renders_repeated_pairs_once_and_skips_failures(tmp_path, cap
     assert speakers <= {v.speaker} and 0 < len(mixed) <= 3
 
 
+@pytest.mark.parametrize("kw, message", [
+    ({"seed": -1}, "seed must be an integer >= 0, got -1"),
+    ({"n_voices": 0}, "n_voices must be an integer >= 1, got 0"),
+    ({"workers": 0}, "workers must be an integer >= 1, got 0"),
+    ({"texts": "yes"}, "texts must be a list of strings, got 'yes'"),
+])
+def test_synthesize_checks_its_arguments_before_rendering(tmp_path, kw, message):
+    texts = kw.pop("texts", ["yes"])
+    with pytest.raises(ParameterError, match=message):
+        synthesize(texts, str(tmp_path / "s"), progress=False, **kw)
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(ParameterError, match="n must be an integer >= 0, got -2"):
+        voice_pool(np.random.default_rng(0), -2)
+
+
 def test_trim_vowel_drops_the_first_consonant_whole():
     """Cut at the vowel: a quiet fricative (20 dB under the vowel) survives the onset cut of
     trim_onset at -35 dB but not the one at -10 dB, which starts where the vowel does."""
