@@ -154,6 +154,9 @@ def transcribe(ctx, files, model_name, fmt, output_dir, beam_size, words, words_
     model = load_model(model_name, device=device)
     allowed = [] if any_text else _read_words(words, words_file)
     hot = list(hotwords) or None
+    from .transcribe import _decoder
+
+    _decoder(model, beam_size, allowed, hot, None)  # bad words or hot-words: one error now, not one per file
     for path, result in _per_file(ctx, files, lambda p: model.transcribe(p, beam_size=beam_size, words=allowed,
                                                                          hotwords=hot)):
         text = format_result(result, fmt)
@@ -251,9 +254,9 @@ def spot(ctx, paths, keywords, keywords_file, out_csv, model_name, threshold, wo
 @click.option("--data", required=True, help="Manifest (.jsonl/.csv) or corpus folder.")
 @click.option("--task", type=click.Choice(["transcribe", "kws", "classify"]), required=True)
 @click.option("--report", "report_dir", required=True, type=click.Path(file_okay=False), help="Report folder.")
-@click.option("--beam-size", default=16, show_default=True)
+@click.option("--beam-size", default=16, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--keywords", help="Keywords for --task kws (default: every word of the references).")
-@click.option("--limit", type=int, help="Evaluate only the first N utterances.")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N utterances.")
 @click.option("--words", help="Comma-separated words: allowed words (transcribe) or the candidate classes "
               "(classify; default: the model's vocabulary mapped to the 12 Speech Commands classes).")
 @click.option("--no-silence", is_flag=True, help="classify: 'no speech' is not a candidate.")
@@ -277,7 +280,7 @@ def evaluate(ctx, model_name, data, task, report_dir, beam_size, keywords, limit
         raise ParameterError("--baseline compares transcribe or classify results, not kws")
     model = load_model(model_name)
     baseline = load_model(baseline_name) if baseline_name is not None else None
-    rows = read_any(data)[: limit or None]
+    rows = read_any(data)[:limit]
     kws = [k.strip() for k in keywords.split(",")] if keywords else None
     opts = dict(beam_size=beam_size, keywords=kws, words=_read_words(words, None), no_speech=not no_silence)
     res = run_eval(model, rows, task, **opts)
@@ -451,10 +454,11 @@ def average(models, out, name):
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="Base training config.")
 @click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2", help="Values to try (repeatable).")
-@click.option("--random", "n_random", type=int, default=0, help="Random search: this many draws from the grid.")
-@click.option("--epochs", type=int, default=3, show_default=True, help="Epochs per trial.")
+@click.option("--random", "n_random", type=click.IntRange(min=0), default=0,
+              help="Random search: this many draws from the grid (0: the whole grid).")
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True, help="Epochs per trial.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the random draws.")
 def tune(config_path, grid, n_random, epochs, out_dir, seed):
     """Hyper-parameter search: short runs ranked on the dev set (results.csv + results.md)."""
     from .train import load_config

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Dict, Iterable, Optional
 
 from .alphabet import normalize_text
-from .errors import ParameterError
+from .errors import ParameterError, check_real
 
 __all__ = ["WordTrie", "WordLM", "parse_hotwords"]
 
@@ -100,6 +100,10 @@ def parse_hotwords(hotwords) -> Dict[str, float]:
                 raise ParameterError(f"bad hot-word {item!r}: expected WORD or WORD:BOOST") from None
         else:
             word, boost = item
-        for w in normalize_text(str(word)).split():
-            out[w] = float(boost)
+        boost = check_real(f"the boost of hot-word {word!r}", boost)
+        words = normalize_text(str(word)).split()
+        if not words:
+            raise ParameterError(f"bad hot-word {item!r}: no letters")
+        for w in words:
+            out[w] = boost
     return out

@@ -15,7 +15,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import ParameterError, check_int
 from .train import TrainConfig, Trainer
 
 __all__ = ["parse_grid", "run_search"]
@@ -66,13 +66,16 @@ def _inference_cpu_per_audio_second(trainer: Trainer, model) -> float:
 
 def run_search(base: TrainConfig, grid: Dict[str, list], out_dir: str, *, epochs: int = 3, n_random: int = 0,
                seed: int = 0) -> List[dict]:
+    check_int("epochs", epochs, 1)
+    check_int("n_random", n_random, 0)
+    check_int("seed", seed, 0)
     keys = sorted(grid)
     combos = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
     if n_random:
         rng = np.random.default_rng(seed)
         combos = [combos[i] for i in rng.choice(len(combos), min(n_random, len(combos)), replace=False)]
     for combo in combos:  # every trial's config checked before the first trains (a bad grid value fails now)
-        dataclasses.replace(base, **combo)
+        dataclasses.replace(base, epochs=epochs, patience=epochs + 1, **combo)
     os.makedirs(out_dir, exist_ok=True)
     shared_cache = base.cache_dir or os.path.join(out_dir, "cache")
     rows = []

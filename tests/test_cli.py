@@ -217,3 +217,27 @@ def test_synth_foreign_accents(tmp_path):
     r = CliRunner().invoke(main, ["synth", "--words", "six", "--engine", "flite", "--foreign-accents", "0.5",
                                   "--out-dir", str(tmp_path / "f"), "--manifest", str(tmp_path / "f.jsonl")])
     assert r.exit_code == 2 and "--foreign-accents" in r.output and not (tmp_path / "f.jsonl").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["tune", "--config", "c.toml", "--out", "t", "--random", "-1"], "Invalid value for '--random': -1 is not in the range x>=0."),
+    (["tune", "--config", "c.toml", "--out", "t", "--epochs", "0"], "Invalid value for '--epochs': 0 is not in the range x>=1."),
+    (["tune", "--config", "c.toml", "--out", "t", "--seed", "-1"], "Invalid value for '--seed': -1 is not in the range x>=0."),
+    (["evaluate", "--data", "m.jsonl", "--task", "transcribe", "--report", "t", "--limit", "0"],
+     "Invalid value for '--limit': 0 is not in the range x>=1."),
+    (["evaluate", "--data", "m.jsonl", "--task", "transcribe", "--report", "t", "--beam-size", "0"],
+     "Invalid value for '--beam-size': 0 is not in the range 1<=x<=1024."),
+])
+def test_counts_out_of_range_are_usage_errors(tmp_path, args, message):
+    """--limit 0 evaluated everything and --limit -1 all but the last clip; --random -1 was a NumPy traceback."""
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_bad_hot_word_is_one_error_before_any_file(tmp_path):
+    wav = os.path.join(SAMPLES, "sc_yes.wav")
+    r = subprocess.run([sys.executable, "-m", "speechlstm", "transcribe", "--hotword", "yes:nan", wav, wav],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == ["speechlstm: error: the boost of hot-word 'yes' must be a finite number, got nan"]

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -61,6 +63,18 @@ def test_hotwords_tip_the_balance():
     assert parse_hotwords(["Bed:2.5", "go"]) == {"bed": 2.5, "go": 5.0}
     with pytest.raises(ParameterError, match="WORD:BOOST"):
         parse_hotwords(["bed:loud"])
+
+
+@pytest.mark.parametrize("hot, message", [
+    (["bed:nan"], "the boost of hot-word 'bed' must be a finite number, got nan"),
+    (["bed:-inf"], "the boost of hot-word 'bed' must be a finite number, got -inf"),
+    ({"bed": "3"}, "the boost of hot-word 'bed' must be a finite number, got '3'"),
+    (["!!:2"], "bad hot-word '!!:2': no letters"),
+])
+def test_a_hot_word_boost_must_be_a_finite_number_and_a_word(hot, message):
+    """A NaN boost was taken: a beam emitting the word scored NaN and stayed among the n best, ranked nowhere."""
+    with pytest.raises(ParameterError, match=re.escape(message)):
+        parse_hotwords(hot)
 
 
 def test_bigram_prior_prefers_likely_sequences():

@@ -174,6 +174,12 @@ def test_tune_checks_every_trial_before_the_first_trains(tiny_corpus, tmp_path):
     with pytest.raises(ParameterError, match=r"batch_size must be an integer >= 1, got 0"):
         run_search(_cfg(d, train, dev, tmp_path / "t"), parse_grid(["batch_size=8,0"]), str(tmp_path / "t"), epochs=1)
     assert not (tmp_path / "t").exists()  # the good first trial did not train either
+    for kw, message in (({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+                        ({"n_random": -1}, "n_random must be an integer >= 0, got -1"),
+                        ({"seed": -1, "n_random": 1}, "seed must be an integer >= 0, got -1")):
+        with pytest.raises(ParameterError, match=message):
+            run_search(_cfg(d, train, dev, tmp_path / "t"), parse_grid(["hidden_size=8"]), str(tmp_path / "t"), **kw)
+        assert not (tmp_path / "t").exists()
 
 
 def test_resume_refuses_another_config(tiny_corpus, tmp_path):
