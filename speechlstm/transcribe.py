@@ -189,6 +189,8 @@ def classify(self, audio, words=None, *, no_speech: bool = True) -> dict:
         words = self.vocabulary
         if not words:
             raise ParameterError("this model has no vocabulary: pass the candidate words")
+    elif not word_list(words):  # else "no speech" would win alone, whatever the clip holds
+        raise ParameterError(f"no candidate words given ({words!r}); None means the model's vocabulary")
     cands = list(word_list(words)) + ([NO_SPEECH] if no_speech else [])
     lp, dur = member_log_probs(self, audio)
     if lp.shape[1] == 0:

@@ -106,6 +106,15 @@ def test_model_classify_on_real_clips():
     assert res["scores"][0]["log_likelihood"] == pytest.approx(ref[0]["log_likelihood"], abs=1e-4)
 
 
+@pytest.mark.parametrize("words", [[], "", " , "])
+def test_model_classify_refuses_an_empty_candidate_list(words):
+    """An empty list left "no speech" the only candidate: every clip came back '_silence_' with probability 1."""
+    from speechlstm import ParameterError, load_model
+
+    with pytest.raises(ParameterError, match="no candidate words given"):
+        load_model().classify(os.path.join(SAMPLES, "sc_yes.wav"), words)
+
+
 def test_classify_cli_goes_on_after_a_bad_file(tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all" * 10)
