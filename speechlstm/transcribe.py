@@ -12,7 +12,7 @@ from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 
-from .audio import load_audio, stream_audio
+from .audio import load_audio, stream_audio, to_float32_mono
 from .decoding import BeamSearchDecoder, greedy_decode
 from .errors import ParameterError
 from .features import FeatureStream, extract_features
@@ -248,7 +248,11 @@ class Stream:
         self.logp.append(log_softmax(z)[0])
 
     def feed(self, samples: np.ndarray) -> dict:
-        y = np.asarray(samples, np.float32).reshape(-1)
+        """Take the next block of samples at the model's rate (16 kHz), as ``load_audio`` reads an array:
+        float in [-1, 1] or integer PCM (full scale of its dtype, e.g. int16 from a sound card), shape
+        ``(n,)`` or ``(n, channels)`` (the channels averaged).  An empty block is allowed."""
+        a = np.asarray(samples)
+        y = to_float32_mono(a, name="stream block") if a.size else np.zeros(0, np.float32)
         self.n_samples += y.size
         self._run(self.features.accept(y))
         lp = np.concatenate(self.logp) if self.logp else np.zeros((0, len(self.model.alphabet)), np.float32)

@@ -7,7 +7,7 @@ import pytest
 
 import speechlstm
 from samples import SAMPLES, known_errors
-from speechlstm import ParameterError
+from speechlstm import AudioError, ParameterError
 
 
 def expected():
@@ -132,3 +132,30 @@ def test_shipped_streaming_model_streams_like_whole_file(shipped):
             s.feed(y[i:i + sr // 10])
         got = s.finish()["text"]
         assert got == m.transcribe(os.path.join(SAMPLES, name))["text"] == text
+
+
+def test_stream_takes_pcm_and_multichannel_blocks_as_load_audio_reads_them(shipped):
+    """int16 blocks (what a sound card gives) were cast to float unscaled — 32,768 times too loud —, and
+    (n, 2) blocks were flattened, interleaving the channels as if they were time: both recognised nothing
+    like the same audio as float mono."""
+    import soundfile as sf
+
+    m = shipped["commands-stream"]
+    y, sr = sf.read(os.path.join(SAMPLES, "go_left_stop.wav"), dtype="float32")
+    pcm = np.round(y * 32767).astype(np.int16)
+    stereo = np.stack([y, y], axis=1)
+
+    def run(blocks):
+        s = m.stream()
+        for b in blocks:
+            s.feed(b)
+        return s.finish()
+
+    step = sr // 10
+    ref = run([y[i:i + step] for i in range(0, y.size, step)])
+    assert ref["text"] == "go left stop"
+    for x in (pcm, stereo):
+        got = run([x[i:i + step] for i in range(0, x.shape[0], step)] + [x[:0]])  # an empty block too
+        assert got["text"] == ref["text"] and got["duration"] == ref["duration"]
+    with pytest.raises(AudioError, match="stream block: audio contains NaN"):
+        m.stream().feed(np.full(160, np.nan, np.float32))
