@@ -24,13 +24,16 @@ from speechlstm.synth import synthesize
 @click.option("--data", "data_root", default="../shared/data", show_default=True)
 @click.option("--work", default="runs/eval", show_default=True)
 @click.option("--model", "model_name", default=None, help="Model name or path (default: shipped).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the synthetic test set (as in the build).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Seed of the synthetic test set (as in the build).")
 def main(data_root, work, model_name, seed):
     from speechlstm.model import _resolve, load_model
 
-    os.makedirs(work, exist_ok=True)
+    path = _resolve(model_name)
+    model = load_model(path)  # a bad model fails before the corpora are read and the synthetic set is rendered
     sc = speech_commands_split(data_root)
     fsdd = [r for r in read_fsdd(os.path.join(data_root, "fsdd")) if r["speaker"] == FSDD_TEST_SPEAKER]
+    os.makedirs(work, exist_ok=True)
     _, test_voices = synthetic_voices(np.random.default_rng(seed))
     synth = synthesize(command_sequences(np.random.default_rng(seed + 1), 300), os.path.join(work, "synth_test"),
                        voices=test_voices, seed=seed + 1, progress=False)
@@ -39,9 +42,8 @@ def main(data_root, work, model_name, seed):
          "test_sample": write_manifest(read_speech_commands(os.path.join(data_root, "speech_commands_sample")),
                                        os.path.join(work, "test_sc_sample.jsonl")),
          "test_synth": write_manifest(synth, os.path.join(work, "test_synth.jsonl"))}
-    path = _resolve(model_name)
     metrics = evaluate_model_suite(path, m, os.path.join(work, "reports"))
-    kws = evaluate(load_model(path), synth, "kws", keywords=list(SPEECH_COMMANDS_WORDS))
+    kws = evaluate(model, synth, "kws", keywords=list(SPEECH_COMMANDS_WORDS))
     write_report(kws, os.path.join(work, "reports", "kws_synth"))
     metrics["kws_synth_miss_rate_at_0.5_fa_per_hour"] = kws["miss_rate_at_0.5_fa_per_hour"]
     with open(os.path.join(work, "metrics.json"), "w") as f:

@@ -91,6 +91,17 @@ def test_missing_corpus_is_one_line(tmp_path, script):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{script}: error: {tmp_path / 'data'}/")
     assert lines[0].endswith(": no such directory")
+    if script == "evaluate.py":  # reads the corpora before making its work folder
+        assert not (tmp_path / "work").exists()
+
+
+def test_evaluate_pipeline_refuses_a_bad_model_before_reading_the_corpora(tmp_path):
+    """It used to read the corpora and render 300 synthetic sequences before finding the model missing."""
+    r = _run_pipeline("evaluate.py", "--data", tmp_path / "data", "--work", tmp_path / "work", "--model", "nope")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == ["evaluate.py: error: nope: no such model (shipped models: commands, "
+                                             "commands-distilled, commands-ensemble, commands-stream)"]
+    assert not (tmp_path / "work").exists()
 
 
 def test_streaming_model_refuses_per_clip_cmvn(tmp_path):
