@@ -48,9 +48,9 @@ def epoch_weights_path(out_dir: str, epoch: int) -> str:
 
 
 SPEC_AUGMENT_FREQ = ("cepstra", "mel", "both", "none")  # what a SpecAugment feature mask hides (TrainConfig.spec_augment_freq)
-SELECT_BY = ("loss", "wer")
-_ADDED_LATER = ("ema", "dropout", "select_by", "spec_augment_freq", "spec_augment_cepstra")  # TrainConfig fields
-# a resume fingerprint leaves out at their defaults (Trainer._fingerprint)  # what picks a run's best epoch on the dev set (TrainConfig.select_by)
+SELECT_BY = ("loss", "wer")  # what picks a run's best epoch on the dev set (TrainConfig.select_by)
+# TrainConfig fields a resume fingerprint leaves out at their defaults (Trainer._fingerprint)
+_ADDED_LATER = ("ema", "dropout", "select_by", "spec_augment_freq", "spec_augment_cepstra")
 
 
 def _selection_fields(rec: dict, select_by: str) -> List[str]:

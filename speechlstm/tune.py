@@ -66,7 +66,6 @@ def _inference_cpu_per_audio_second(trainer: Trainer, model) -> float:
 
 def run_search(base: TrainConfig, grid: Dict[str, list], out_dir: str, *, epochs: int = 3, n_random: int = 0,
                seed: int = 0) -> List[dict]:
-    check_int("epochs", epochs, 1)
     check_int("n_random", n_random, 0)
     check_int("seed", seed, 0)
     keys = sorted(grid)
@@ -74,14 +73,14 @@ def run_search(base: TrainConfig, grid: Dict[str, list], out_dir: str, *, epochs
     if n_random:
         rng = np.random.default_rng(seed)
         combos = [combos[i] for i in rng.choice(len(combos), min(n_random, len(combos)), replace=False)]
-    for combo in combos:  # every trial's config checked before the first trains (a bad grid value fails now)
-        dataclasses.replace(base, epochs=epochs, patience=epochs + 1, **combo)
-    os.makedirs(out_dir, exist_ok=True)
     shared_cache = base.cache_dir or os.path.join(out_dir, "cache")
+    # every trial's config made (so checked, epochs too) before the first trains: a bad grid value fails now
+    cfgs = [dataclasses.replace(base, out_dir=os.path.join(out_dir, f"trial_{i:03d}"), cache_dir=shared_cache,
+                                epochs=epochs, patience=epochs + 1, progress=False, **combo)
+            for i, combo in enumerate(combos)]
+    os.makedirs(out_dir, exist_ok=True)
     rows = []
-    for i, combo in enumerate(combos):
-        cfg = dataclasses.replace(base, out_dir=os.path.join(out_dir, f"trial_{i:03d}"), cache_dir=shared_cache,
-                                  epochs=epochs, patience=epochs + 1, progress=False, **combo)
+    for i, (combo, cfg) in enumerate(zip(combos, cfgs)):
         tr = Trainer(cfg)
         t0 = time.process_time()
         state = tr.run()
