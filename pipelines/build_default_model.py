@@ -219,6 +219,20 @@ def check_training_options(augment: dict, **train) -> None:
         raise click.UsageError(str(exc)) from None
 
 
+def train_fields(*, hidden, layers, unidirectional, epochs, patience, copies, ema, dropout, lr, batch_size,
+                 weight_decay, select_by, teacher, distill_weight, distill_temperature, average_best, freq_masks,
+                 cepstral_mask_max, workers, seed) -> dict:
+    """The build's training options as ``TrainConfig`` fields (all but the manifests, folders, features and
+    augmentation): the one mapping shared by the up-front check in ``main`` and the run in ``build_network``,
+    so an option cannot be checked under one name and trained under another."""
+    return dict(hidden_size=hidden, num_layers=layers, bidirectional=not unidirectional, epochs=epochs,
+                patience=patience, augment_copies=copies, ema=ema, dropout=dropout, lr=lr, batch_size=batch_size,
+                weight_decay=weight_decay, select_by=select_by, teacher=teacher, distill_weight=distill_weight,
+                distill_temperature=distill_temperature, average_best=average_best, spec_augment_freq=freq_masks,
+                spec_augment_cepstra=cepstral_mask_max, workers=workers, seed=seed,
+                vocabulary=list(SPEECH_COMMANDS_WORDS), name="commands-stream" if unidirectional else "commands")
+
+
 def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.1, p_trim_end=0.0, p_trim_vowel=0.0):
     """Augmenter settings; the newer fields only when used, so older runs keep their cache keys."""
     d = {"p_telephone": p_telephone}
@@ -350,11 +364,11 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn
 
     check_training_options(  # now, not after hours of synthesis and features
         augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, p_trim_end, p_trim_vowel),
-        hidden_size=hidden, num_layers=layers, epochs=epochs, patience=patience, augment_copies=copies, ema=ema,
-        dropout=dropout, lr=lr, batch_size=batch_size, weight_decay=weight_decay, select_by=select_by,
-        distill_weight=distill_weight, distill_temperature=distill_temperature, average_best=average_best,
-        spec_augment_freq=freq_masks, spec_augment_cepstra=cepstral_mask_max, workers=workers,
-        seed=min(seed_list))
+        **train_fields(hidden=hidden, layers=layers, unidirectional=unidirectional, epochs=epochs, patience=patience,
+                       copies=copies, ema=ema, dropout=dropout, lr=lr, batch_size=batch_size,
+                       weight_decay=weight_decay, select_by=select_by, teacher="", distill_weight=distill_weight,
+                       distill_temperature=distill_temperature, average_best=average_best, freq_masks=freq_masks,
+                       cepstral_mask_max=cepstral_mask_max, workers=workers, seed=min(seed_list)))
     if unidirectional and cmvn == "utterance":
         raise click.BadParameter("a streaming (unidirectional) model cannot normalise by the whole clip; "
                                  "use --cmvn global", param_hint="--cmvn")
@@ -493,16 +507,15 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
     print(json.dumps({k: sum(1 for _ in open(v)) for k, v in m.items()}))
     # 3. training
     cfg = TrainConfig(train=[m["train"]], dev=[m["dev"]], out_dir=run_dir, cache_dir=os.path.join(work, "cache"),
-                      noise=[noise_dir], augment_copies=copies, hidden_size=hidden, num_layers=layers,
-                      bidirectional=not unidirectional, epochs=epochs, seed=seed, workers=workers,
-                      features=features,
+                      noise=[noise_dir], features=features,
                       augment=augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp, vtlp_max, p_trim_end, p_trim_vowel),
-                      vocabulary=list(SPEECH_COMMANDS_WORDS), patience=patience, ema=ema, dropout=dropout,
-                      lr=lr, batch_size=batch_size, weight_decay=weight_decay, select_by=select_by,
-                      teacher=teacher, distill_weight=distill_weight, distill_temperature=distill_temperature,
-                      average_best=average_best, spec_augment_freq=freq_masks,
-                      spec_augment_cepstra=cepstral_mask_max,
-                      name="commands-stream" if unidirectional else "commands")
+                      **train_fields(hidden=hidden, layers=layers, unidirectional=unidirectional, epochs=epochs,
+                                     patience=patience, copies=copies, ema=ema, dropout=dropout, lr=lr,
+                                     batch_size=batch_size, weight_decay=weight_decay, select_by=select_by,
+                                     teacher=teacher, distill_weight=distill_weight,
+                                     distill_temperature=distill_temperature, average_best=average_best,
+                                     freq_masks=freq_masks, cepstral_mask_max=cepstral_mask_max, workers=workers,
+                                     seed=seed))
     Trainer(cfg).run(resume=True)
     return m, run_dir
 
