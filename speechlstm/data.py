@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
+import io
 import json
+import math
 import os
 from typing import Dict, Iterable, List, Optional, Sequence
 
@@ -43,6 +45,32 @@ def _row(path, text, speaker, duration=None, **extra) -> dict:
          "duration": _duration(path) if duration is None else float(duration)}
     r.update(extra)
     return r
+
+
+def _text(path: str) -> str:
+    """A transcript file's text (newlines as written); one that is not UTF-8 is a DataError naming it."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return f.read()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+
+
+def _lines(path: str) -> List[str]:
+    """Its lines, split at "\n" only (a JSON string may hold U+2028, which ``str.splitlines`` splits at)."""
+    return [line.rstrip("\r") for line in _text(path).split("\n")]
+
+
+def _check_duration(value, where: str):
+    """A stated duration: a finite number of seconds >= 0 (a manifest's or CSV's own column; 0 for an empty
+    clip, which fails on its own when it is read, not the whole list)."""
+    try:
+        d = float(value)
+    except (TypeError, ValueError):
+        d = math.nan
+    if isinstance(value, bool) or not math.isfinite(d) or d < 0:
+        raise DataError(f"{where}: duration must be a number of seconds >= 0, got {value!r}")
+    return d
 
 
 def _require_dir(root: str) -> str:
@@ -101,15 +129,14 @@ def read_librispeech(root: str) -> List[dict]:
     rows = []
     for trans in sorted(glob.glob(os.path.join(root, "**", "*.trans.txt"), recursive=True)):
         d = os.path.dirname(trans)
-        with open(trans, encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                uid, _, text = line.strip().partition(" ")
-                p = os.path.join(d, uid + ".flac")
-                if not os.path.exists(p):
-                    raise DataError(f"{trans}: {uid}.flac is missing")
-                rows.append(_row(p, text, uid.split("-")[0]))
+        for line in _lines(trans):
+            if not line.strip():
+                continue
+            uid, _, text = line.strip().partition(" ")
+            p = os.path.join(d, uid + ".flac")
+            if not os.path.exists(p):
+                raise DataError(f"{trans}: {uid}.flac is missing")
+            rows.append(_row(p, text, uid.split("-")[0]))
     if not rows:
         raise DataError(f"{root}: no *.trans.txt files found")
     return rows
@@ -125,14 +152,20 @@ def read_kaldi(data_dir: str) -> List[dict]:
                 raise DataError(f"{data_dir}: {name} is missing")
             return {}
         out = {}
-        with open(p, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    k, _, v = line.strip().partition(" ")
-                    out[k] = v.strip()
+        for n, line in enumerate(_lines(p), 1):
+            if line.strip():
+                k, _, v = line.strip().partition(" ")
+                if name == "wav.scp" and not v.strip():
+                    raise DataError(f"{p}:{n}: {k} has no audio path")
+                out[k] = v.strip()
         return out
 
+    if os.path.exists(os.path.join(data_dir, "segments")):  # wav.scp then names recordings, not utterances
+        raise DataError(f"{data_dir}/segments: utterances cut from longer recordings are not supported; "
+                        "give each utterance its own audio file in wav.scp (e.g. extract-segments or sox trim)")
     wavs, texts, spk = table("wav.scp"), table("text"), table("utt2spk", False)
+    if not wavs:
+        raise DataError(f"{data_dir}/wav.scp: no utterances")
     rows = []
     for uid, path in wavs.items():
         if path.endswith("|"):
@@ -152,8 +185,7 @@ def read_text_pairs(root: str, *, speaker: Optional[str] = None) -> List[dict]:
         stem, ext = os.path.splitext(p)
         if ext.lower() not in AUDIO_EXTENSIONS or not os.path.exists(stem + ".txt"):
             continue
-        with open(stem + ".txt", encoding="utf-8") as f:
-            text = f.read().strip()
+        text = _text(stem + ".txt").strip()
         rows.append(_row(p, text, speaker or os.path.basename(os.path.dirname(p))))
     if not rows:
         raise DataError(f"{root}: no audio files with a .txt transcript beside them")
@@ -167,14 +199,21 @@ def read_csv(path: str) -> List[dict]:
         raise DataError(f"{path}: no such file")
     base = os.path.dirname(os.path.abspath(path))
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+    reader = csv.DictReader(io.StringIO(_text(path), newline=""))
+    try:
         if not reader.fieldnames or not {"path", "text"} <= set(reader.fieldnames):
             raise DataError(f"{path}: needs a header with 'path' and 'text' columns")
-        for n, r in enumerate(reader, 2):
-            p = r["path"] if os.path.isabs(r["path"]) else os.path.join(base, r["path"])
-            dur = r.get("duration")
-            rows.append(_row(p, r["text"] or "", r.get("speaker") or "unknown", float(dur) if dur else None))
+        for r in reader:
+            where = f"{path}:{reader.line_num}"
+            audio = (r["path"] or "").strip()
+            if not audio:
+                raise DataError(f"{where}: the 'path' column is empty")
+            p = audio if os.path.isabs(audio) else os.path.join(base, audio)
+            dur = (r.get("duration") or "").strip()
+            rows.append(_row(p, r["text"] or "", r.get("speaker") or "unknown",
+                             _check_duration(dur, where) if dur else None))
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
     return rows
 
 
@@ -196,20 +235,25 @@ def read_manifest(path: str) -> List[dict]:
         raise DataError(f"{path}: no such manifest")
     base = os.path.dirname(os.path.abspath(path))
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except ValueError as exc:
-                raise DataError(f"{path}:{n}: not JSON ({exc})") from None
-            if not isinstance(r, dict) or "path" not in r or "text" not in r:
-                raise DataError(f"{path}:{n}: each line needs 'path' and 'text'")
-            if not os.path.isabs(r["path"]):
-                r["path"] = os.path.join(base, r["path"])
-            r.setdefault("speaker", "unknown")
-            rows.append(r)
+    for n, line in enumerate(_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"{path}:{n}: not JSON ({exc})") from None
+        if not isinstance(r, dict) or "path" not in r or "text" not in r:
+            raise DataError(f"{path}:{n}: each line needs 'path' and 'text'")
+        if not isinstance(r["path"], str) or not r["path"].strip():
+            raise DataError(f"{path}:{n}: 'path' must be a non-empty string, got {r['path']!r}")
+        if not isinstance(r["text"], str):
+            raise DataError(f"{path}:{n}: 'text' must be a string, got {r['text']!r}")
+        if r.get("duration") is not None:
+            _check_duration(r["duration"], f"{path}:{n}")
+        if not os.path.isabs(r["path"]):
+            r["path"] = os.path.join(base, r["path"])
+        r.setdefault("speaker", "unknown")
+        rows.append(r)
     return rows
 
 

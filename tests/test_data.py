@@ -93,3 +93,65 @@ def test_split_by_speaker_is_disjoint_and_stable():
     assert 0.05 < len(a["test"]) / 500 < 0.4
     c = split_by_speaker(rows, test_speakers=["s3"])
     assert {r["speaker"] for r in c["test"]} == {"s3"}
+
+
+def test_malformed_corpus_files_are_one_line_data_errors(tmp_path):
+    """Each reader names the file (and line) of a malformed entry instead of failing with a traceback."""
+    _wav(str(tmp_path / "a.wav"))
+    (tmp_path / "dur.csv").write_text("path,text,duration\na.wav,yes,abc\n")
+    with pytest.raises(DataError, match=r"dur.csv:2: duration must be a number of seconds >= 0, got 'abc'"):
+        read_csv(str(tmp_path / "dur.csv"))
+    (tmp_path / "neg.csv").write_text("path,text,duration\na.wav,yes,0.3\na.wav,no,-1\n")
+    with pytest.raises(DataError, match=r"neg.csv:3: duration"):
+        read_csv(str(tmp_path / "neg.csv"))
+    (tmp_path / "nopath.csv").write_text('path,text\n"",yes\n')
+    with pytest.raises(DataError, match=r"nopath.csv:2: the 'path' column is empty"):
+        read_csv(str(tmp_path / "nopath.csv"))
+    (tmp_path / "latin1.csv").write_bytes("path,text\na.wav,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.csv: not UTF-8 text"):
+        read_csv(str(tmp_path / "latin1.csv"))
+    (tmp_path / "m.jsonl").write_text('{"path": "a.wav", "text": "yes"}\n{"path": 3, "text": "no"}\n')
+    with pytest.raises(DataError, match=r"m.jsonl:2: 'path' must be a non-empty string, got 3"):
+        read_manifest(str(tmp_path / "m.jsonl"))
+    (tmp_path / "t.jsonl").write_text('{"path": "a.wav", "text": 7}\n')
+    with pytest.raises(DataError, match=r"t.jsonl:1: 'text' must be a string"):
+        read_manifest(str(tmp_path / "t.jsonl"))
+    (tmp_path / "d.jsonl").write_text('{"path": "a.wav", "text": "yes", "duration": NaN}\n')
+    with pytest.raises(DataError, match=r"d.jsonl:1: duration"):
+        read_manifest(str(tmp_path / "d.jsonl"))
+    (tmp_path / "pairs").mkdir()
+    _wav(str(tmp_path / "pairs" / "x.wav"))
+    (tmp_path / "pairs" / "x.txt").write_bytes(b"\xff\xfe hello")
+    with pytest.raises(DataError, match=r"x.txt: not UTF-8 text"):
+        read_text_pairs(str(tmp_path / "pairs"))
+
+
+def test_manifest_text_may_hold_any_unicode_line_separator(tmp_path):
+    _wav(str(tmp_path / "a.wav"))
+    write_manifest([{"path": "a.wav", "text": "yes\u2028no", "duration": 1}], tmp_path / "m.jsonl")
+    rows = read_manifest(str(tmp_path / "m.jsonl"))
+    assert len(rows) == 1 and rows[0]["text"] == "yes\u2028no" and rows[0]["duration"] == 1
+
+
+def test_kaldi_dirs_that_cannot_be_read_say_why(tmp_path):
+    k = tmp_path / "kaldi"
+    k.mkdir()
+    _wav(str(k / "rec1.wav"), 1.0)
+    (k / "wav.scp").write_text("rec1 rec1.wav\n")
+    (k / "text").write_text("rec1-000 HELLO\n")
+    (k / "segments").write_text("rec1-000 rec1 0.0 0.5\n")
+    with pytest.raises(DataError, match=r"segments: utterances cut from longer recordings are not supported"):
+        read_kaldi(str(k))
+    (k / "segments").unlink()
+    (k / "wav.scp").write_text("")
+    with pytest.raises(DataError, match=r"wav.scp: no utterances"):
+        read_kaldi(str(k))
+    (k / "wav.scp").write_text("rec1\n")
+    with pytest.raises(DataError, match=r"wav.scp:1: rec1 has no audio path"):
+        read_kaldi(str(k))
+    (k / "wav.scp").write_text("rec1 rec1.wav\n")
+    (k / "text").write_bytes(b"rec1 caf\xe9\n")
+    with pytest.raises(DataError, match=r"text: not UTF-8 text"):
+        read_kaldi(str(k))
+    (k / "text").write_text("rec1 HELLO\r\n")  # CRLF line ends are read as before
+    assert read_kaldi(str(k))[0]["text"] == "hello"
