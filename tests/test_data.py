@@ -95,31 +95,29 @@ def test_split_by_speaker_is_disjoint_and_stable():
     assert {r["speaker"] for r in c["test"]} == {"s3"}
 
 
-def test_malformed_corpus_files_are_one_line_data_errors(tmp_path):
-    """Each reader names the file (and line) of a malformed entry instead of failing with a traceback."""
+MALFORMED = [  # (file, its bytes, reader, the error's match): each names the file and, where there is one, the line
+    ("dur.csv", b"path,text,duration\na.wav,yes,abc\n", read_csv,
+     r"dur.csv:2: duration must be a number of seconds >= 0, got 'abc'"),
+    ("neg.csv", b"path,text,duration\na.wav,yes,0.3\na.wav,no,-1\n", read_csv, r"neg.csv:3: duration"),
+    ("nopath.csv", b'path,text\n"",yes\n', read_csv, r"nopath.csv:2: the 'path' column is empty"),
+    ("latin1.csv", "path,text\na.wav,caf\xe9\n".encode("latin-1"), read_csv, r"latin1.csv: not UTF-8 text"),
+    ("m.jsonl", b'{"path": "a.wav", "text": "yes"}\n{"path": 3, "text": "no"}\n', read_manifest,
+     r"m.jsonl:2: 'path' must be a non-empty string, got 3"),
+    ("t.jsonl", b'{"path": "a.wav", "text": 7}\n', read_manifest, r"t.jsonl:1: 'text' must be a string"),
+    ("d.jsonl", b'{"path": "a.wav", "text": "yes", "duration": NaN}\n', read_manifest, r"d.jsonl:1: duration"),
+]
+
+
+@pytest.mark.parametrize("name, content, reader, match", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_corpus_files_are_one_line_data_errors(tmp_path, name, content, reader, match):
+    """A malformed entry is a DataError naming file and line, not a ValueError/TypeError traceback."""
     _wav(str(tmp_path / "a.wav"))
-    (tmp_path / "dur.csv").write_text("path,text,duration\na.wav,yes,abc\n")
-    with pytest.raises(DataError, match=r"dur.csv:2: duration must be a number of seconds >= 0, got 'abc'"):
-        read_csv(str(tmp_path / "dur.csv"))
-    (tmp_path / "neg.csv").write_text("path,text,duration\na.wav,yes,0.3\na.wav,no,-1\n")
-    with pytest.raises(DataError, match=r"neg.csv:3: duration"):
-        read_csv(str(tmp_path / "neg.csv"))
-    (tmp_path / "nopath.csv").write_text('path,text\n"",yes\n')
-    with pytest.raises(DataError, match=r"nopath.csv:2: the 'path' column is empty"):
-        read_csv(str(tmp_path / "nopath.csv"))
-    (tmp_path / "latin1.csv").write_bytes("path,text\na.wav,caf\xe9\n".encode("latin-1"))
-    with pytest.raises(DataError, match=r"latin1.csv: not UTF-8 text"):
-        read_csv(str(tmp_path / "latin1.csv"))
-    (tmp_path / "m.jsonl").write_text('{"path": "a.wav", "text": "yes"}\n{"path": 3, "text": "no"}\n')
-    with pytest.raises(DataError, match=r"m.jsonl:2: 'path' must be a non-empty string, got 3"):
-        read_manifest(str(tmp_path / "m.jsonl"))
-    (tmp_path / "t.jsonl").write_text('{"path": "a.wav", "text": 7}\n')
-    with pytest.raises(DataError, match=r"t.jsonl:1: 'text' must be a string"):
-        read_manifest(str(tmp_path / "t.jsonl"))
-    (tmp_path / "d.jsonl").write_text('{"path": "a.wav", "text": "yes", "duration": NaN}\n')
-    with pytest.raises(DataError, match=r"d.jsonl:1: duration"):
-        read_manifest(str(tmp_path / "d.jsonl"))
-    (tmp_path / "pairs").mkdir()
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DataError, match=match):
+        reader(str(tmp_path / name))
+
+
+def test_a_transcript_that_is_not_utf8_is_named(tmp_path):
     _wav(str(tmp_path / "pairs" / "x.wav"))
     (tmp_path / "pairs" / "x.txt").write_bytes(b"\xff\xfe hello")
     with pytest.raises(DataError, match=r"x.txt: not UTF-8 text"):
