@@ -11,13 +11,12 @@ import glob
 import hashlib
 import io
 import json
-import math
 import os
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from .alphabet import DIGIT_WORDS, normalize_text
 from .config import AUDIO_EXTENSIONS
-from .errors import DataError
+from .errors import DataError, is_real
 
 __all__ = [
     "read_speech_commands", "read_fsdd", "read_librispeech", "read_kaldi", "read_text_pairs", "read_csv",
@@ -65,10 +64,10 @@ def _check_duration(value, where: str):
     """A stated duration: a finite number of seconds >= 0 (a manifest's or CSV's own column; 0 for an empty
     clip, which fails on its own when it is read, not the whole list)."""
     try:
-        d = float(value)
+        d = float(value)  # a CSV gives text, a manifest a JSON number
     except (TypeError, ValueError):
-        d = math.nan
-    if isinstance(value, bool) or not math.isfinite(d) or d < 0:
+        d = None
+    if isinstance(value, bool) or not is_real(d) or d < 0:
         raise DataError(f"{where}: duration must be a number of seconds >= 0, got {value!r}")
     return d
 
