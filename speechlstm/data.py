@@ -1,7 +1,7 @@
 """Manifests and corpus readers.
 
 Every reader returns manifest rows — dicts with ``path``, ``text`` (normalised), ``speaker`` and
-``duration`` (seconds) — and :func:`write_manifest` / :func:`read_manifest` store them as JSONL
+``duration`` (seconds; None where the audio cannot be read, so one bad file does not stop the list) — and :func:`write_manifest` / :func:`read_manifest` store them as JSONL
 (one JSON object per line; extra keys are kept).
 """
 from __future__ import annotations
@@ -30,13 +30,16 @@ SPEECH_COMMANDS_WORDS = ("backward bed bird cat dog down eight five follow forwa
 COMMAND_CLASSES = ("yes no up down left right on off stop go".split()) + ["_unknown_", "_silence_"]
 
 
-def _duration(path: str) -> float:
+def _duration(path: str) -> Optional[float]:
+    """The clip's length in seconds, or None where the file cannot be read: a reader lists every row,
+    and the one bad file is reported (and left out) by whatever reads its audio (training, evaluation),
+    instead of the whole list failing."""
     import soundfile as sf
 
     try:
         return round(float(sf.info(path).duration), 3)
-    except Exception as exc:
-        raise DataError(f"{path}: not a readable audio file ({exc})") from None
+    except Exception:
+        return None
 
 
 def _row(path, text, speaker, duration=None, **extra) -> dict:

@@ -153,3 +153,50 @@ def test_kaldi_dirs_that_cannot_be_read_say_why(tmp_path):
         read_kaldi(str(k))
     (k / "text").write_text("rec1 HELLO\r\n")  # CRLF line ends are read as before
     assert read_kaldi(str(k))[0]["text"] == "hello"
+
+
+def _unreadable(p):
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "wb") as f:
+        f.write(b"not audio")
+    return p
+
+
+def test_one_unreadable_audio_file_does_not_stop_a_reader(tmp_path):
+    """Each reader used to open every clip for its duration and raise at the first bad one, so one
+    broken file failed the whole list (``speechlstm evaluate --data mix.csv`` stopped before any clip).
+    Now the row is listed with duration None; training and evaluation report the file when they read it."""
+    sc = tmp_path / "sc"
+    _wav(str(sc / "yes" / "a1_nohash_0.wav"))
+    _unreadable(str(sc / "yes" / "b2_nohash_0.wav"))
+    fsdd = tmp_path / "fsdd"
+    _wav(str(fsdd / "1_jackson_0.wav"), sr=8000)
+    _unreadable(str(fsdd / "2_jackson_0.wav"))
+    pairs = tmp_path / "pairs"
+    _wav(str(pairs / "a1.wav"))
+    _unreadable(str(pairs / "a2.wav"))
+    (pairs / "a1.txt").write_text("one\n")
+    (pairs / "a2.txt").write_text("two\n")
+    k = tmp_path / "kaldi"
+    _wav(str(k / "u1.wav"))
+    _unreadable(str(k / "u2.wav"))
+    (k / "wav.scp").write_text("s-u1 u1.wav\ns-u2 u2.wav\ns-u3 gone.wav\n")
+    (k / "text").write_text("s-u1 ONE\ns-u2 TWO\ns-u3 THREE\n")
+    libri = tmp_path / "libri" / "19" / "198"
+    _wav(str(libri / "19-198-0001.flac"))
+    _unreadable(str(libri / "19-198-0002.flac"))
+    (libri / "19-198.trans.txt").write_text("19-198-0001 ONE\n19-198-0002 TWO\n")
+    (tmp_path / "m.csv").write_text("path,text\nsc/yes/a1_nohash_0.wav,yes\nsc/yes/b2_nohash_0.wav,yes\n"
+                                   "nowhere.wav,no\n")
+    got = {
+        "speech_commands": read_speech_commands(str(sc)), "fsdd": read_fsdd(str(fsdd)),
+        "text_pairs": read_text_pairs(str(pairs)), "kaldi": read_kaldi(str(k)),
+        "librispeech": read_librispeech(str(tmp_path / "libri")), "csv": read_csv(str(tmp_path / "m.csv")),
+    }
+    for kind, rows in got.items():
+        durations = [r["duration"] for r in rows]
+        assert durations[0] == pytest.approx(0.3) and all(d is None for d in durations[1:]), (kind, durations)
+        assert len(rows) == (3 if kind in ("kaldi", "csv") else 2), kind
+    # a manifest written from such rows reads back (duration null is allowed)
+    back = read_manifest(write_manifest(got["csv"], str(tmp_path / "m.jsonl")))
+    assert [r["duration"] for r in back] == [r["duration"] for r in got["csv"]]

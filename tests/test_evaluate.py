@@ -237,3 +237,18 @@ def test_evaluate_reports_bad_files_and_goes_on(task, tmp_path):
         assert rep["positives"] == 1  # only the good clip's "yes" counted
     md = open(tmp_path / "rep" / "report.md").read()
     assert f"- {bad}: not a readable audio file" in md and f"{bad}: {bad}" not in md
+
+
+def test_evaluate_a_csv_with_a_bad_clip_goes_on(tmp_path):
+    """``--data list.csv`` with an unreadable clip used to stop in the CSV reader (which opened every clip
+    for its duration) before any clip was evaluated; now the good clip is scored and the bad one named."""
+    bad = tmp_path / "empty.wav"
+    bad.write_bytes(b"")
+    (tmp_path / "l.csv").write_text(f"path,text\n{bad},no\n{os.path.join(SAMPLES, 'sc_yes.wav')},yes\n")
+    r = CliRunner().invoke(main, ["evaluate", "--data", str(tmp_path / "l.csv"), "--task", "classify",
+                                  "--report", str(tmp_path / "rep")])
+    assert r.exit_code == 1, r.output
+    errors = r.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"speechlstm: error: {bad}: "), errors
+    rep = json.load(open(tmp_path / "rep" / "report.json"))
+    assert [f["path"] for f in rep["failures"]] == [str(bad)] and rep["accuracy"] == 1.0  # scored on the good clip
