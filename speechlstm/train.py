@@ -404,6 +404,27 @@ class FeatureCache:
         return feats, [rows[i]["text"] for i in idx], [rows[i] for i in idx]
 
 
+def build_environment() -> dict:
+    """What a training run ran on: Python and library versions, the BLAS, the CPU and thread count.
+    Runs repeat bit for bit only on the same of these, so a model records them (``speechlstm info``)."""
+    import platform
+    from importlib import metadata
+
+    import numba
+
+    from .linalg import blas_backend, cpuinfo_field
+
+    env = {"python": platform.python_version()}
+    for pkg in ("numpy", "numba", "llvmlite", "scipy", "librosa", "soundfile"):
+        try:
+            env[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            env[pkg] = None
+    env.update({"blas": blas_backend(), "cpu": cpuinfo_field("model name") or platform.processor() or "unknown",
+                "threads": numba.get_num_threads()})
+    return env
+
+
 # ------------------------------------------------------------------------------------------------
 # trainer
 # ------------------------------------------------------------------------------------------------
@@ -712,6 +733,7 @@ class Trainer:
                     "dev": {k: v for k, v in (state["history"][-1] if state["history"] else {}).items()}}
         if c.teacher:
             training["teacher_sha256"] = self.teacher_sha
+        training["environment"] = build_environment()
         if path:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         save_model(path or self.best_path, model, features=self.fcfg, alphabet=self.alphabet, stats=self.stats,

@@ -2,6 +2,7 @@ import hashlib
 import json
 import os
 
+import numba
 import numpy as np
 import pytest
 
@@ -43,6 +44,8 @@ def test_training_learns_and_writes_everything(tiny_corpus, tmp_path):
     assert [r["epoch"] for r in log] == [1, 2, 3, 4] and "dev_wer" in log[0] and log[0]["frames_per_second"] > 0
     m = load_model(str(tmp_path / "run" / "model.npz"))
     assert m.vocabulary == ["yes", "no", "go", "stop"] and m.meta["training"]["parameters"] > 0
+    env = m.meta["training"]["environment"]  # what the run ran on: runs repeat bit for bit only on the same
+    assert env["numpy"] == np.__version__ and env["numba"] == numba.__version__ and env["blas"] in ("mkl", "openblas")
 
 
 def test_resume_is_bit_identical(tiny_corpus, tmp_path):
