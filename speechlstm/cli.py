@@ -343,13 +343,12 @@ def train(config_path, resume, device):
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256))
 def synth(texts_file, words, repeat, out_dir, manifest, n_voices, engine, l1_share, seed, workers):
     """Render texts with espeak-ng / flite voices (accents, variants, speeds, pitches) into a manifest."""
-    from .data import write_manifest
+    from .data import read_lines, write_manifest
     from .synth import synthesize
 
     texts = [w.strip() for w in (words or "").split(",") if w.strip()]
     if texts_file:
-        with open(texts_file, encoding="utf-8") as f:
-            texts += [line.strip() for line in f if line.strip()]
+        texts += [line.strip() for line in read_lines(texts_file) if line.strip()]
     if not texts:
         raise click.UsageError("give --texts or --words")
     kw = {}

@@ -20,7 +20,7 @@ from .errors import DataError, is_real
 
 __all__ = [
     "read_speech_commands", "read_fsdd", "read_librispeech", "read_kaldi", "read_text_pairs", "read_csv",
-    "read_manifest", "write_manifest", "read_any", "split_by_speaker", "speaker_bucket", "SPEECH_COMMANDS_WORDS",
+    "read_manifest", "write_manifest", "read_any", "read_lines", "split_by_speaker", "speaker_bucket", "SPEECH_COMMANDS_WORDS",
     "COMMAND_CLASSES",
 ]
 
@@ -58,9 +58,14 @@ def _text(path: str) -> str:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
 
 
-def _lines(path: str) -> List[str]:
-    """Its lines, split at "\n" only (a JSON string may hold U+2028, which ``str.splitlines`` splits at)."""
+def read_lines(path: str) -> List[str]:
+    """The lines of the UTF-8 text file at ``path``, split at "\n" only (a JSON string may hold U+2028,
+    which ``str.splitlines`` splits at); a missing file or one that is not UTF-8 is a DataError naming it."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such file")
     return [line.rstrip("\r") for line in _text(path).split("\n")]
+
+
 
 
 def _check_duration(value, where: str):
@@ -131,7 +136,7 @@ def read_librispeech(root: str) -> List[dict]:
     rows = []
     for trans in sorted(glob.glob(os.path.join(root, "**", "*.trans.txt"), recursive=True)):
         d = os.path.dirname(trans)
-        for line in _lines(trans):
+        for line in read_lines(trans):
             if not line.strip():
                 continue
             uid, _, text = line.strip().partition(" ")
@@ -154,7 +159,7 @@ def read_kaldi(data_dir: str) -> List[dict]:
                 raise DataError(f"{data_dir}: {name} is missing")
             return {}
         out = {}
-        for n, line in enumerate(_lines(p), 1):
+        for n, line in enumerate(read_lines(p), 1):
             if line.strip():
                 k, _, v = line.strip().partition(" ")
                 if name == "wav.scp" and not v.strip():
@@ -237,7 +242,7 @@ def read_manifest(path: str) -> List[dict]:
         raise DataError(f"{path}: no such manifest")
     base = os.path.dirname(os.path.abspath(path))
     rows = []
-    for n, line in enumerate(_lines(path), 1):
+    for n, line in enumerate(read_lines(path), 1):
         if not line.strip():
             continue
         try:

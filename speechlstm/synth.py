@@ -20,6 +20,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from .alphabet import normalize_text
 from .errors import DataError, ParameterError, check_int
 
 __all__ = ["Voice", "espeak_voices", "flite_voices", "l1_voices", "accented_phonemes", "render", "synthesize",
@@ -250,6 +251,12 @@ def synthesize(texts: Sequence[str], out_dir: str, *, voices: Optional[Sequence[
                n_voices: int = 200, workers: int = 2, progress: bool = True, **pool_kw) -> List[dict]:
     """Render every text once, each with a voice drawn (seeded) from ``voices``.
 
+    Each text is normalised first (:func:`~speechlstm.alphabet.normalize_text`) and the normalised
+    text is what the voice says and what the row's ``text`` holds, so the two agree: "Go 42!" is
+    said and written "go four two" (a digit string is read digit by digit, as in commands), not
+    "forty-two" under a "42" label.  A text with nothing left to say ("!!!") is reported in one
+    line on stderr and left out.
+
     Returns manifest rows ``{"path", "text", "speaker", "duration", "voice"}``; files already
     rendered (same text, voice) are reused, so a re-run is cheap, and a (text, voice) pair drawn
     twice is rendered once.  A render that fails is reported in one line on stderr and its rows
@@ -264,11 +271,16 @@ def synthesize(texts: Sequence[str], out_dir: str, *, voices: Optional[Sequence[
         check_int("n_voices", n_voices, 1)
     if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
         raise ParameterError(f"texts must be a list of strings, got {texts!r:.80}")
+    spoken = [normalize_text(t) for t in texts]
+    for t in dict.fromkeys(t for t, n in zip(texts, spoken) if not n):
+        print(f"speechlstm: warning: text {t!r}: no words once normalised (skipped)", file=sys.stderr)
+    if texts and not any(spoken):
+        raise DataError(f"no text to synthesize: every text is empty once normalised (the first: {texts[0]!r})")
     rng = np.random.default_rng(seed)
     pool = list(voices) if voices else voice_pool(rng, n_voices, **pool_kw)
     os.makedirs(out_dir, exist_ok=True)
     jobs = []
-    for i, text in enumerate(texts):
+    for text in (n for n in spoken if n):
         v = pool[int(rng.integers(len(pool)))]
         key = hashlib.sha1(f"{text}|{v.speaker}".encode()).hexdigest()[:16]
         jobs.append((text, v, os.path.abspath(os.path.join(out_dir, f"{key}.wav"))))

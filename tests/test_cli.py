@@ -176,6 +176,16 @@ def test_synth_refuses_bad_counts_before_rendering(tmp_path, args, message):
     assert not (tmp_path / "s").exists() and not (tmp_path / "s.jsonl").exists()
 
 
+def test_synth_texts_file_that_is_not_utf8_is_one_line(tmp_path):
+    """A Latin-1 --texts file was a UnicodeDecodeError traceback."""
+    (tmp_path / "t.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    r = CliRunner().invoke(main, ["synth", "--texts", str(tmp_path / "t.txt"), "--out-dir", str(tmp_path / "s"),
+                                  "--manifest", str(tmp_path / "s.jsonl")])
+    assert r.exit_code == 1 and r.stderr.strip() == f"speechlstm: error: {tmp_path / 't.txt'}: not UTF-8 text (byte 3: " \
+        "invalid continuation byte)", r.output
+    assert not (tmp_path / "s.jsonl").exists()
+
+
 def test_empty_training_config_names_the_file(tmp_path):
     (tmp_path / "empty.toml").write_text("")
     r = CliRunner().invoke(main, ["train", "--config", str(tmp_path / "empty.toml")])

@@ -329,3 +329,29 @@ def test_a_foreign_accented_voice_renders_deterministically(tmp_path):
     assert a.size > 4000 and np.array_equal(a, b)
     native = load_audio(render("six eight", Voice("espeak-ng", "en-us", "m3", 1.1, 0.9), str(tmp_path / "n.wav")))
     assert a.size != native.size or not np.array_equal(a, native)
+
+
+def test_synthesize_says_and_labels_the_normalised_text(tmp_path, capsys, monkeypatch):
+    """"Go 42!" used to be rendered as written (espeak-ng says "forty-two") under the label "Go 42!",
+    which training normalises to "go four two": sound and transcript disagreed. Now the normalised text
+    is both said and written; a text with no words left ("!!!") is reported and left out."""
+    import speechlstm.synth as S
+    from speechlstm import DataError
+
+    said = []
+    real = S.render
+
+    def render(text, voice, path, **kw):
+        said.append(text)
+        return real(text, voice, path, **kw)
+
+    monkeypatch.setattr(S, "render", render)
+    v = Voice("espeak-ng", "en-us", "", 1.0, 1.0)
+    rows = synthesize(["Go 42!", "!!!", "Café"], str(tmp_path / "a"), voices=[v], workers=1, progress=False)
+    assert [r["text"] for r in rows] == ["go four two", "cafe"] and sorted(said) == ["cafe", "go four two"]
+    assert capsys.readouterr().err.strip() == "speechlstm: warning: text '!!!': no words once normalised (skipped)"
+    with pytest.raises(DataError, match="every text is empty once normalised"):
+        synthesize(["!!!", " - "], str(tmp_path / "b"), voices=[v], progress=False)
+    # already-normalised texts (every build's) keep their file names, so earlier renders are reused
+    again = synthesize(["go four two"], str(tmp_path / "a"), voices=[v], progress=False)
+    assert again[0]["path"] == rows[0]["path"] and len(said) == 2
