@@ -106,11 +106,9 @@ def _read_words(words, words_file):
     if words:
         out += [w.strip() for w in words.split(",") if w.strip()]
     if words_file:
-        try:
-            with open(words_file, encoding="utf-8") as f:
-                out += [w.strip() for line in f for w in line.replace(",", " ").split() if w.strip()]
-        except OSError as exc:
-            raise click.ClickException(f"{words_file}: {exc.strerror}") from None
+        from .data import read_lines  # a missing or non-UTF-8 file: one line naming it
+
+        out += [w for line in read_lines(words_file) for w in line.replace(",", " ").split()]
     return out or None
 
 

@@ -176,6 +176,20 @@ def test_synth_refuses_bad_counts_before_rendering(tmp_path, args, message):
     assert not (tmp_path / "s").exists() and not (tmp_path / "s.jsonl").exists()
 
 
+@pytest.mark.parametrize("command", ["transcribe", "classify"])
+def test_a_bad_words_file_is_one_line_naming_it(tmp_path, command):
+    """A Latin-1 --words-file was a UnicodeDecodeError traceback; a missing one said "Error: ..." without the
+    program's prefix. A good one (commas or spaces between words) still works."""
+    (tmp_path / "l1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    clip = os.path.join(SAMPLES, "sc_yes.wav")
+    for name, problem in (("l1.txt", "not UTF-8 text (byte 3: invalid continuation byte)"), ("nope.txt", "no such file")):
+        r = CliRunner().invoke(main, [command, clip, "--words-file", str(tmp_path / name)])
+        assert r.exit_code == 1 and r.stderr.strip() == f"speechlstm: error: {tmp_path / name}: {problem}", r.output
+    (tmp_path / "w.txt").write_text("yes, no\nup\n")
+    r = CliRunner().invoke(main, [command, clip, "--words-file", str(tmp_path / "w.txt")])
+    assert r.exit_code == 0 and "yes" in r.stdout
+
+
 def test_synth_texts_file_that_is_not_utf8_is_one_line(tmp_path):
     """A Latin-1 --texts file was a UnicodeDecodeError traceback."""
     (tmp_path / "t.txt").write_bytes("caf\xe9\n".encode("latin-1"))
