@@ -5,13 +5,17 @@ contributes its detection rows (status ``ok``), or one ``ok`` row with an empty 
 was found, or one ``failed`` row carrying the error.  A file's rows are written in a single
 ``write`` followed by flush and fsync, so after a crash (even SIGKILL) ``--resume`` finds every
 finished file complete, drops a torn last line if any, and skips those files: no row is lost or
-duplicated.
+duplicated.  Beside the CSV, ``<results>.job.json`` records what the job asks (the model file's SHA-256,
+the keywords, the threshold); ``--resume`` with anything else asked is refused before any file, since
+the finished rows would then answer another question than the new ones.
 """
 from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import io
+import json
 import os
 import time
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple
@@ -35,15 +39,9 @@ def expand_inputs(inputs: Sequence[str]) -> List[str]:
                 dirs.sort()
                 out.extend(os.path.join(root, f) for f in sorted(files) if f.lower().endswith(AUDIO_EXTENSIONS))
         elif os.path.isfile(item) and item.lower().endswith((".jsonl", ".csv")):
-            from .data import read_manifest
+            from .data import read_paths
 
-            if item.lower().endswith(".csv"):
-                with open(item, newline="", encoding="utf-8") as f:
-                    base = os.path.dirname(os.path.abspath(item))
-                    out.extend(r["path"] if os.path.isabs(r["path"]) else os.path.join(base, r["path"])
-                               for r in csv.DictReader(f))
-            else:
-                out.extend(r["path"] for r in read_manifest(item))
+            out.extend(read_paths(item))
         elif os.path.exists(item):
             out.append(item)
         elif any(ch in item for ch in "*?["):
@@ -67,13 +65,19 @@ def _encode_rows(rows: Iterable[dict]) -> str:
 
 
 class ResultWriter:
-    """Appends each file's rows atomically; on resume, knows which files are already done."""
+    """Appends each file's rows atomically; on resume, knows which files are already done.
 
-    def __init__(self, path: str, *, resume: bool = False):
+    ``settings`` (a JSON-ready dict: what the job asks) is kept in ``<path>.job.json``; resuming a
+    results file whose recorded settings differ raises :class:`~speechlstm.errors.ParameterError`
+    naming the first difference, before anything is written.
+    """
+
+    def __init__(self, path: str, *, resume: bool = False, settings: Optional[dict] = None):
         self.path = path
         self.done: set = set()
         self.failed_before = 0
         if resume and os.path.exists(path):
+            self._check_settings(settings)
             self._recover()
             self.f = open(path, "a", encoding="utf-8", newline="")
         else:
@@ -82,6 +86,30 @@ class ResultWriter:
             self.f = open(path, "w", encoding="utf-8", newline="")
             self.f.write(",".join(COLUMNS) + "\n")
             self._sync()
+        if settings is not None:
+            tmp = self.job_path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(settings, f, indent=1, sort_keys=True)
+            os.replace(tmp, self.job_path)
+
+    @property
+    def job_path(self) -> str:
+        return self.path + ".job.json"
+
+    def _check_settings(self, settings: Optional[dict]) -> None:
+        from .errors import ParameterError
+
+        if settings is None or not os.path.exists(self.job_path):  # a results file from before settings were kept
+            return
+        try:
+            with open(self.job_path, encoding="utf-8") as f:
+                before = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise SpeechLSTMError(f"{self.job_path}: unreadable job settings ({exc})") from None
+        for key in sorted(set(before) | set(settings)):
+            if before.get(key) != settings.get(key):
+                raise ParameterError(f"{self.path}: started with {key} {before.get(key)!r}, now {settings.get(key)!r}; "
+                                     "resume with the same settings, or write to a new --out")
 
     def _recover(self):
         with open(self.path, "rb") as f:
@@ -147,6 +175,17 @@ class SpotJob:
                 raise ParameterError(f"keyword {k!r} has no letters")
             self._model.alphabet.encode(k)
         return self
+
+    def settings(self) -> dict:
+        """What the job asks, as kept beside a results CSV: the model file's SHA-256 (the same weights
+        under any name), the keywords as given, the threshold."""
+        from .model import _resolve
+
+        h = hashlib.sha256()
+        with open(_resolve(self.model_name), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return {"model_sha256": h.hexdigest(), "keywords": list(self.keywords), "threshold": float(self.threshold)}
 
     def __getstate__(self):
         d = dict(self.__dict__)
@@ -221,7 +260,7 @@ def spot_files(job: SpotJob, inputs: Sequence[str], out_csv: str, *, workers: in
     from tqdm import tqdm
 
     paths = expand_inputs(inputs)
-    writer = ResultWriter(out_csv, resume=resume)
+    writer = ResultWriter(out_csv, resume=resume, settings=job.settings())
     todo = [p for p in paths if p not in writer.done]
     summary = {"files": len(paths), "skipped_done": len(paths) - len(todo), "processed": 0, "failed": 0,
                "detections": 0, "audio_seconds": 0.0, "per_keyword": {k: 0 for k in job.keywords},

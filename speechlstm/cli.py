@@ -223,11 +223,9 @@ def spot(ctx, paths, keywords, keywords_file, out_csv, model_name, threshold, wo
 
     kws = _read_words(keywords, None) or []
     if keywords_file:
-        try:
-            with open(keywords_file, encoding="utf-8") as f:
-                kws += [line.strip() for line in f if line.strip()]
-        except OSError as exc:
-            raise click.ClickException(f"{keywords_file}: {exc.strerror}") from None
+        from .data import read_lines  # a missing or non-UTF-8 file: one line naming it
+
+        kws += [line.strip() for line in read_lines(keywords_file) if line.strip()]
     if not kws:
         raise click.UsageError("give --keywords or --keywords-file")
     job = SpotJob(_resolve(model_name), kws, threshold, device).check()  # fail fast, before any worker starts

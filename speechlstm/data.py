@@ -20,7 +20,7 @@ from .errors import DataError, is_real
 
 __all__ = [
     "read_speech_commands", "read_fsdd", "read_librispeech", "read_kaldi", "read_text_pairs", "read_csv",
-    "read_manifest", "write_manifest", "read_any", "read_lines", "split_by_speaker", "speaker_bucket", "SPEECH_COMMANDS_WORDS",
+    "read_manifest", "write_manifest", "read_any", "read_lines", "read_paths", "split_by_speaker", "speaker_bucket", "SPEECH_COMMANDS_WORDS",
     "COMMAND_CLASSES",
 ]
 
@@ -262,6 +262,40 @@ def read_manifest(path: str) -> List[dict]:
         r.setdefault("speaker", "unknown")
         rows.append(r)
     return rows
+
+
+def read_paths(path: str) -> List[str]:
+    """The audio paths a list names, for jobs that need no transcript (``speechlstm spot``): a CSV with a
+    ``path`` column or a JSONL file with a ``path`` key per line, other columns and keys ignored; relative
+    paths are relative to the list's folder.  A list that is not UTF-8, has no ``path`` column, or an
+    entry without a path is a DataError naming the file (and line).  Audio is not opened here."""
+    base = os.path.dirname(os.path.abspath(path))
+    out = []
+    if path.lower().endswith(".csv"):
+        reader = csv.DictReader(io.StringIO(_text(path), newline=""))
+        try:
+            if not reader.fieldnames or "path" not in reader.fieldnames:
+                raise DataError(f"{path}: needs a header with a 'path' column")
+            for r in reader:
+                audio = (r["path"] or "").strip()
+                if not audio:
+                    raise DataError(f"{path}:{reader.line_num}: the 'path' column is empty")
+                out.append(audio)
+        except csv.Error as exc:
+            raise DataError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
+    else:
+        for n, line in enumerate(read_lines(path), 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except ValueError as exc:
+                raise DataError(f"{path}:{n}: not JSON ({exc})") from None
+            audio = r.get("path") if isinstance(r, dict) else None
+            if not isinstance(audio, str) or not audio.strip():
+                raise DataError(f"{path}:{n}: each line needs a 'path' (a non-empty string)")
+            out.append(audio)
+    return [p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p)) for p in out]
 
 
 def read_any(source: str, kind: str = "auto") -> List[dict]:

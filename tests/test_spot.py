@@ -60,6 +60,46 @@ def test_expand_inputs(corpus, tmp_path):
     assert expand_inputs([str(m), files[0], str(tmp_path / "nope.wav")]) == [files[0], str(tmp_path / "nope.wav")]
 
 
+def test_expand_inputs_reads_path_lists_without_transcripts(corpus, tmp_path):
+    """A CSV list used to be read with csv.DictReader unchecked: no 'path' column was a KeyError traceback,
+    a non-UTF-8 list a UnicodeDecodeError; a JSONL list needed a 'text' it never used."""
+    from speechlstm import DataError
+
+    files = expand_inputs([str(corpus / "part1")])
+    (tmp_path / "a.csv").write_text("path\n" + "".join(os.path.relpath(f, tmp_path) + "\n" for f in files[:2]))
+    (tmp_path / "b.jsonl").write_text("".join('{"path": "%s"}\n' % f for f in files[2:4]))
+    assert expand_inputs([str(tmp_path / "a.csv"), str(tmp_path / "b.jsonl")]) == files[:4]
+    for name, data, message in [
+        ("h.csv", b"file,words\na.wav,yes\n", "h.csv: needs a header with a 'path' column"),
+        ("l.csv", "path,text\na.wav,caf\xe9\n".encode("latin-1"), "l.csv: not UTF-8 text"),
+        ("e.csv", b"path\na.wav\n\"\"\n", "e.csv:3: the 'path' column is empty"),
+        ("n.jsonl", b'{"path": "a.wav"}\n{"file": "b.wav"}\n', "n.jsonl:2: each line needs a 'path'"),
+    ]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(DataError, match=message):
+            expand_inputs([str(tmp_path / name)])
+        r = spot_cli(str(tmp_path / name), "--keywords", "yes", "--out", str(tmp_path / "r.csv"))
+        assert r.returncode == 1 and r.stderr.strip().startswith(f"speechlstm: error: {tmp_path / name}"), r.stderr
+
+
+def test_resume_refuses_other_settings(corpus, tmp_path):
+    """--resume with other keywords, threshold or model used to append answers to another question to the
+    finished rows; the job's settings are now kept beside the CSV and a mismatch refused before any file."""
+    out = tmp_path / "r.csv"
+    part = str(corpus / "part2")
+    assert spot_cli(part, "--keywords", "yes,stop", "--out", str(out)).returncode == 0
+    before = out.read_bytes()
+    for args, what in [(["--keywords", "yes"], "keywords ['yes', 'stop'], now ['yes']"),
+                       (["--keywords", "yes,stop", "--threshold", "0.6"], "threshold 0.5, now 0.6"),
+                       (["--keywords", "yes,stop", "--model", "commands-distilled"], "model_sha256 ")]:
+        r = spot_cli(part, *args, "--out", str(out), "--resume")
+        assert r.returncode == 1 and r.stderr.strip().splitlines()[0].startswith(
+            f"speechlstm: error: {out}: started with {what}"), r.stderr
+        assert out.read_bytes() == before
+    r = spot_cli(part, "--keywords", "yes,stop", "--out", str(out), "--resume")
+    assert r.returncode == 0 and '"skipped_done": 13' in r.stderr and out.read_bytes() == before
+
+
 def test_spot_cli_schema_and_failures(corpus, tmp_path):
     out = tmp_path / "r.csv"
     r = spot_cli(str(corpus), "--keywords", KEYWORDS, "--out", str(out), "--workers", "2")
