@@ -421,7 +421,23 @@ def build_environment() -> dict:
         except metadata.PackageNotFoundError:
             env[pkg] = None
     env.update({"blas": blas_backend(), "cpu": cpuinfo_field("model name") or platform.processor() or "unknown",
+                "cpu_family_model": "/".join(cpuinfo_field(k) or "?" for k in ("cpu family", "model")),
                 "threads": numba.get_num_threads()})
+    # the CPU Numba compiles its kernels for, and the kernels OpenBLAS picked: one "AMD EPYC" model name has
+    # covered Zen 4 and Zen 5 machines, whose code (FMA, vector widths) rounds differently
+    try:
+        import llvmlite.binding as llvm
+
+        env["numba_target_cpu"] = llvm.get_host_cpu_name()
+    except Exception:  # pragma: no cover - llvmlite always has it; a record is no reason to fail a run
+        env["numba_target_cpu"] = None
+    try:
+        from threadpoolctl import threadpool_info
+
+        env["openblas"] = sorted({f"{i.get('version')} {i.get('architecture')}" for i in threadpool_info()
+                                  if i.get("internal_api") == "openblas"})
+    except Exception:  # pragma: no cover
+        env["openblas"] = None
     return env
 
 

@@ -46,6 +46,9 @@ def test_training_learns_and_writes_everything(tiny_corpus, tmp_path):
     assert m.vocabulary == ["yes", "no", "go", "stop"] and m.meta["training"]["parameters"] > 0
     env = m.meta["training"]["environment"]  # what the run ran on: runs repeat bit for bit only on the same
     assert env["numpy"] == np.__version__ and env["numba"] == numba.__version__ and env["blas"] in ("mkl", "openblas")
+    import llvmlite.binding
+
+    assert env["numba_target_cpu"] == llvmlite.binding.get_host_cpu_name() and env["threads"] == numba.get_num_threads()
 
 
 def test_resume_is_bit_identical(tiny_corpus, tmp_path):
