@@ -140,6 +140,55 @@ def l1_synthetic_set(work, seed, n_single_per_word, n_sequences, workers):
     return synthesize(texts, os.path.join(work, "synth_l1"), voices=voices, seed=seed + L1_SEED_OFFSET, workers=workers)
 
 
+REAL_SEQ_SEED_OFFSET = 20_000  # the joined real sequences' generator: the build's seed plus this
+REAL_SEQ_MAX_WORDS = 6  # words per joined real sequence, at most
+
+
+def real_sequence_set(rows, n, seed, out_dir, *, max_words=REAL_SEQ_MAX_WORDS):
+    """``n`` multi-word recordings in real voices: each joins 2..``max_words`` single-word clips of one speaker
+    (:func:`speechlstm.augment.join_clips`), the speaker drawn in proportion to their clips, the clips without
+    repeats. Only rows with a one-word transcript take part (no ``_silence_``). Written under ``out_dir`` as
+    16-bit WAVs (rewritten each time: the same rows and seed give the same bytes) and returned as manifest
+    rows; empty when no speaker has two clips.
+
+    Corpora of isolated words never show a network more than one real word at a time; the shipped networks,
+    trained that way, heard five Speech Commands clips of one speaker joined as one word (README, "Pauses and
+    real multi-word speech").
+    """
+    import soundfile as sf
+
+    from speechlstm.audio import load_audio
+    from speechlstm.augment import join_clips
+
+    by_speaker = {}
+    for r in rows:
+        if len(r["text"].split()) == 1:
+            by_speaker.setdefault(r["speaker"], []).append(r)
+    speakers = sorted(s for s, rs in by_speaker.items() if len(rs) >= 2)
+    if not speakers or n <= 0:
+        return []
+    weight = np.array([len(by_speaker[s]) for s in speakers], np.float64)
+    rng = np.random.default_rng([seed, REAL_SEQ_SEED_OFFSET])
+    os.makedirs(out_dir, exist_ok=True)
+    cache, out = {}, []
+    for i in range(n):
+        spk = speakers[int(rng.choice(len(speakers), p=weight / weight.sum()))]
+        mine = by_speaker[spk]
+        k = int(rng.integers(2, min(max_words, len(mine)) + 1))
+        picks = [mine[j] for j in rng.choice(len(mine), k, replace=False)]
+        clips = []
+        for r in picks:
+            if r["path"] not in cache:
+                cache[r["path"]] = load_audio(r["path"], sr=16000)
+            clips.append(cache[r["path"]])
+        y = join_clips(clips, rng)
+        path = os.path.abspath(os.path.join(out_dir, f"seq_{i:05d}.wav"))
+        sf.write(path, np.clip(y, -1, 1), 16000, subtype="PCM_16")
+        out.append({"path": path, "text": " ".join(r["text"] for r in picks), "speaker": spk,
+                    "duration": round(y.size / 16000, 3), "joined": [r["path"] for r in picks]})
+    return out
+
+
 SYNTH_DEV_SEED = 2026  # seed of the held-out-voice synthetic dev set (no build's test set uses it)
 SYNTH_DEV_VOICES = 60  # voices drawn for it
 
@@ -269,6 +318,10 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
                    "German, Greek, French ... voices), besides --singles.")
 @click.option("--l1-sequences", type=click.IntRange(min=0), default=0, show_default=True,
               help="Foreign-accented synthetic word sequences, besides --sequences.")
+@click.option("--real-sequences", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Multi-word recordings in real voices added to training: 2-6 single-word training clips of one "
+                   "speaker (Speech Commands, FSDD) joined, each cut to its speech with some of its own sound "
+                   "around it (0: none).")
 @click.option("--copies", default=2, show_default=True, help="Augmented copies per clip.")
 @click.option("--sc-copies", type=click.IntRange(min=0), default=None,
               help="Augmented copies per Speech Commands training clip (real speakers; default: --copies).")
@@ -352,7 +405,7 @@ def augment_fields(p_telephone, p_trim, trim_max, p_hum, p_vtlp=0.0, vtlp_max=0.
 @click.option("--workers", default=2, show_default=True)
 @click.option("--export", "export_name", default="commands", show_default=True,
               help="Name under speechlstm/models/ ('' to skip exporting).")
-def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn, singles, sequences, l1_singles, l1_sequences, copies, sc_copies, sc_other_copies, fsdd_copies, fmax, n_mfcc, p_telephone, p_trim, trim_max,
+def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn, singles, sequences, l1_singles, l1_sequences, real_sequences, copies, sc_copies, sc_other_copies, fsdd_copies, fmax, n_mfcc, p_telephone, p_trim, trim_max,
          p_trim_end, p_trim_vowel, p_hum, p_vtlp, vtlp_max, freq_masks, cepstral_mask_max, dev_mode, arctic, ema, dropout, lr, batch_size, weight_decay, select_by, teacher, distill_weight, distill_temperature, average_best,
          fsdd_test_speaker, fsdd_train_speakers, seed, seeds, run_name, workers, export_name):
     t_start = time.time()
@@ -396,7 +449,7 @@ def main(data_root, work, epochs, patience, hidden, layers, unidirectional, cmvn
     os.makedirs(work, exist_ok=True)  # after every check: a refused command leaves nothing behind
     opts = dict(data_root=data_root, work=work, epochs=epochs, patience=patience, hidden=hidden, layers=layers,
                 unidirectional=unidirectional, singles=singles, sequences=sequences, l1_singles=l1_singles,
-                l1_sequences=l1_sequences, copies=copies,
+                l1_sequences=l1_sequences, real_sequences=real_sequences, copies=copies,
                 sc_copies=sc_copies, sc_other_copies=sc_other_copies, fsdd_copies=fsdd_copies, features=features, p_telephone=p_telephone,
                 p_trim=p_trim, trim_max=trim_max, p_trim_end=p_trim_end, p_trim_vowel=p_trim_vowel, p_hum=p_hum, p_vtlp=p_vtlp, vtlp_max=vtlp_max, freq_masks=freq_masks, cepstral_mask_max=cepstral_mask_max, dev_mode=dev_mode,
                 arctic=arctic, ema=ema, dropout=dropout, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
@@ -442,7 +495,7 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
                   fsdd_test_speaker=FSDD_TEST_SPEAKER, fsdd_train_speakers="", average_best=0, weight_decay=0.0,
                   select_by="loss", p_trim_vowel=0.0, distill_temperature=1.0, l1_singles=0, l1_sequences=0,
                   fsdd_copies=None, freq_masks="cepstra", cepstral_mask_max=3, lr=TrainConfig.lr,
-                  batch_size=TrainConfig.batch_size):
+                  batch_size=TrainConfig.batch_size, real_sequences=0):
     """Stages 1-3 for one seed: synthesis, manifests, training into ``run_dir`` (resumed if it has
     a checkpoint).  Returns (manifest paths, run_dir)."""
     from speechlstm.train import Trainer
@@ -490,6 +543,10 @@ def build_network(*, data_root, work, epochs, patience, hidden, layers, unidirec
         train_rows, sfx = train_rows + arctic_rows, f"{sfx}-arctic{len(arctic_rows)}"
     if syn_l1:
         train_rows, sfx = train_rows + syn_l1, f"{sfx}-l1w{l1_singles}s{l1_sequences}"
+    if real_sequences:  # the training speakers' own word clips, joined (never a dev or test speaker's)
+        real = [r for r in sc["train"] + fsdd_train + (fsdd_dev if dev_mode == "heldout" else []) if r["text"]]
+        joined = real_sequence_set(real, real_sequences, seed, os.path.join(work, f"real_seq{fold}{trained_by}", f"s{seed}"))
+        train_rows, sfx = train_rows + joined, f"{sfx}-real{real_sequences}"
     sfx += fold + trained_by
     m["train"] = write_manifest(train_rows, os.path.join(work, f"train{sfx}.jsonl"))
     m["dev"] = write_manifest(dev_rows, os.path.join(work, f"dev{sfx}.jsonl"))

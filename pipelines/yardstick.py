@@ -12,7 +12,10 @@ Y counts the clips a model gets right in three parts, none of them heard in its 
 Beside Y, not in it: ``synth-dev``, the WER of ``transcribe`` on ``--synth-dev`` (default 300) command
 sequences rendered by new draws of the held-out synthetic voices (``build_default_model.synthetic_dev_set``,
 seed 2026; ``--synth-dev 0`` leaves it out), paired against the baseline over whole sequences — so a recipe
-cannot trade the synthetic-voice target for Y unseen.
+cannot trade the synthetic-voice target for Y unseen. Also beside Y with ``--real-dev N``: ``real-dev``, the
+WER of ``transcribe`` on N multi-word recordings in real held-out voices, half joined from the dev speakers'
+Speech Commands clips and half from the FSDD speaker's digits (``build_default_model.real_sequence_set``,
+seed 2026: 2-6 clips of one speaker each), paired over whole sequences.
 A model is refused if a training manifest named in it (or in its teacher, or in an ensemble's
 members) lists any of these clips or any held-out synthetic voice, so build the candidates with ``--fsdd-train-speakers`` leaving
 that speaker out (the standing split is ``--fsdd-train-speakers jackson,lucas``); a manifest that
@@ -26,7 +29,8 @@ import os
 
 import click
 
-from build_default_model import FSDD_TEST_SPEAKER, held_out_voice, speech_commands_split, synthetic_dev_set
+from build_default_model import (FSDD_TEST_SPEAKER, held_out_voice, real_sequence_set, speech_commands_split,
+                                 synthetic_dev_set)
 from speechlstm.cli import FiniteRange, PipelineCommand
 from speechlstm.alphabet import DIGIT_WORDS
 from speechlstm.data import read_fsdd, read_manifest, write_manifest
@@ -35,6 +39,7 @@ from speechlstm.evaluate import compare, evaluate, write_report
 from trimmed_set import trim_rows
 
 PARTS = ("dev", "devtrim", "fsdd")
+REAL_DEV_SEED = 2026  # seed of the joined real-voice dev recordings
 
 
 def yardstick_sets(data_root, work, fsdd_speaker, top_db=30.0):
@@ -84,7 +89,7 @@ def check_held_out(model, sets):
             unchecked.append(path)
             continue
         rows = read_manifest(path)
-        heard = sum(1 for r in rows if os.path.abspath(r["path"]) in ours)
+        heard = sum(1 for r in rows for p in [r["path"], *r.get("joined", [])] if os.path.abspath(p) in ours)
         if heard:
             raise DataError(f"{model.path}: its training manifest {path} holds {heard} of the yardstick's clips; "
                             "its Y would not be held out")
@@ -118,6 +123,8 @@ def score(model, sets, report_dir=None):
            "fsdd": evaluate(model, sets["fsdd"], "classify", words=DIGIT_WORDS, no_speech=False)}
     if sets.get("synth"):
         res["synth"] = evaluate(model, sets["synth"], "transcribe")
+    if sets.get("real"):
+        res["real"] = evaluate(model, sets["real"], "transcribe")
     if report_dir:
         for part, r in res.items():
             write_report(r, os.path.join(report_dir, part))
@@ -137,19 +144,21 @@ def tally(res):
     sequences right) when it was scored."""
     parts = {p: right(res[p]) for p in PARTS}
     out = {"Y": sum(parts.values()), "parts": parts}
-    if "synth" in res:
-        u = res["synth"]["per_utterance"]
-        out["synth"] = {"wer": res["synth"]["wer"], "word_errors": sum(x["errors"] for x in u),
-                        "words": sum(x["length"] for x in u), "sequences_right": right(res["synth"])}
+    for part in ("synth", "real"):
+        if part in res:
+            u = res[part]["per_utterance"]
+            out[part] = {"wer": res[part]["wer"], "word_errors": sum(x["errors"] for x in u),
+                         "words": sum(x["length"] for x in u), "sequences_right": right(res[part])}
     return out
 
 
 def _line(name, t, sizes):
     line = f"{name}: Y = {t['Y']} | " + " | ".join(f"{p} {t['parts'][p]}/{sizes[p]}" for p in PARTS)
-    if "synth" in t:
-        s = t["synth"]
-        line += (f" | synth-dev WER {100 * s['wer']:.2f} % ({s['word_errors']}/{s['words']} words; "
-                 f"{s['sequences_right']}/{sizes['synth']} sequences right)")
+    for part in ("synth", "real"):
+        if part in t:
+            s = t[part]
+            line += (f" | {part}-dev WER {100 * s['wer']:.2f} % ({s['word_errors']}/{s['words']} words; "
+                     f"{s['sequences_right']}/{sizes[part]} sequences right)")
     return line
 
 
@@ -164,9 +173,12 @@ def _line(name, t, sizes):
               help="dev-trim: frames this far below a clip's loudest count as silence.")
 @click.option("--synth-dev", type=click.IntRange(min=0), default=300, show_default=True,
               help="Command sequences of held-out synthetic voices, transcribed beside Y (0: none).")
+@click.option("--real-dev", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Multi-word recordings joined from the dev speakers' and the FSDD speaker's clips, transcribed "
+                   "beside Y (0: none).")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Parallel renders of the synthetic dev set.")
-def main(models, data_root, work, baseline, fsdd_speaker, top_db, synth_dev, workers):
+def main(models, data_root, work, baseline, fsdd_speaker, top_db, synth_dev, real_dev, workers):
     from speechlstm.model import load_model
 
     os.makedirs(work, exist_ok=True)
@@ -186,6 +198,14 @@ def main(models, data_root, work, baseline, fsdd_speaker, top_db, synth_dev, wor
         write_manifest(sets["synth"], os.path.join(work, "synth_dev", "synth_dev.jsonl"))
         sizes["synth"] = len(sets["synth"])
         click.echo(f"beside Y: synth-dev, {sizes['synth']} command sequences of held-out synthetic voices (WER)")
+    if real_dev:
+        half = real_dev // 2
+        sets["real"] = (real_sequence_set(sets["dev"], real_dev - half, REAL_DEV_SEED, os.path.join(work, "real_dev", "sc"))
+                        + real_sequence_set(sets["fsdd"], half, REAL_DEV_SEED, os.path.join(work, "real_dev", "fsdd")))
+        write_manifest(sets["real"], os.path.join(work, "real_dev", "real_dev.jsonl"))
+        sizes["real"] = len(sets["real"])
+        click.echo(f"beside Y: real-dev, {sizes['real']} recordings of 2-6 words joined from one held-out speaker's "
+                   "clips (WER)")
     base = None
     names = list(models) + ([baseline] if baseline else [])
     if len(set(map(_slug, names))) != len(names):

@@ -16,6 +16,11 @@ STACK = 3  # consecutive frames concatenated per model frame
 SUBSAMPLE = 3  # keep one stacked frame in SUBSAMPLE
 CMVN_EPS = 1e-5  # floor on the standard deviation in mean/variance normalisation
 
+# --- recognition ------------------------------------------------------------------------------
+PAUSE_LEVEL_DB = -70.0  # dBFS, RMS of a 25 ms frame under which it counts as a pause (digital or near-digital silence)
+PAUSE_SPLIT_SECONDS = 0.3  # s, a pause at least this long inside a segment splits it for the LSTM (transcribe, spot)
+PAUSE_MIN_SPEECH_SECONDS = 0.15  # s, a piece with fewer non-pause frames than this stays joined to its neighbour
+
 # --- training augmentation -------------------------------------------------------------------
 SPEC_MEL_MASK_BANDS = 8  # mel bands, widest SpecAugment frequency mask when masks are drawn over mel bands (of N_MELS)
 

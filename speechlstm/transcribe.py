@@ -3,7 +3,11 @@
 
 Long recordings are cut into segments of at most ``SEGMENT_SECONDS``, each cut placed at the
 quietest 100 ms of the segment's last ``SEGMENT_SEARCH_SECONDS``, and read block by block, so memory
-stays bounded whatever the file's length.  Results are plain JSON-ready dicts.
+stays bounded whatever the file's length.  ``transcribe`` and ``spot`` also cut a segment in the middle
+of every pause inside it (:func:`pause_cuts`: at least ``config.PAUSE_SPLIT_SECONDS`` under
+``config.PAUSE_LEVEL_DB``): the networks were trained on clips of a few words with short pauses, and a
+long stretch of (near-)digital silence between words — far below any training clip's noise floor —
+makes them drop the next word.  Results are plain JSON-ready dicts.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 
+from . import config
 from .audio import load_audio, stream_audio, to_float32_mono
 from .decoding import BeamSearchDecoder, greedy_decode
 from .errors import ParameterError
@@ -23,7 +28,8 @@ SEGMENT_SECONDS = 30.0  # s, longest segment run through the LSTM at once
 SEGMENT_SEARCH_SECONDS = 10.0  # s, where (at the end of a segment) the quietest cut point is sought
 CUT_WINDOW_SECONDS = 0.1  # s, energy window for choosing the cut
 
-__all__ = ["transcribe", "classify", "spot", "stream", "log_probs", "member_log_probs", "mix_log_probs", "iter_segments", "word_list"]
+__all__ = ["transcribe", "classify", "spot", "stream", "log_probs", "member_log_probs", "mix_log_probs", "iter_segments",
+           "pause_cuts", "word_list"]
 
 
 def _cut_point(y: np.ndarray, sr: int) -> int:
@@ -58,6 +64,63 @@ def iter_segments(audio, sr: int) -> Iterator[Tuple[float, np.ndarray]]:
             offset += cut
     if buf.size:
         yield offset / sr, buf
+
+
+def pause_cuts(y: np.ndarray, sr: int) -> List[int]:
+    """Where recognition cuts ``y`` at its pauses: sample indices, ascending.
+
+    A pause is a run of at least ``config.PAUSE_SPLIT_SECONDS`` of 25 ms frames (10 ms apart) whose RMS
+    lies under ``config.PAUSE_LEVEL_DB`` dBFS, with sound on both sides (leading and trailing silence is
+    not cut off).  The cut is the pause's middle, so each piece keeps half of it as its own edge.  A
+    piece holding less than ``config.PAUSE_MIN_SPEECH_SECONDS`` of frames above the level (a click, a
+    breath) is not cut off on its own: it stays joined to the piece after it (the last one, to the piece
+    before).
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)] float samples
+    sr : int, Hz
+
+    Returns
+    -------
+    list of int
+    """
+    win, hop = int(round(0.025 * sr)), int(round(0.010 * sr))
+    if y.size < win:
+        return []
+    frames = np.lib.stride_tricks.sliding_window_view(y, win)[::hop].astype(np.float64)
+    level = 10.0 * np.log10(np.mean(frames * frames, axis=1) + 1e-20)
+    quiet = np.concatenate([[False], level < config.PAUSE_LEVEL_DB, [False]])
+    starts = np.flatnonzero(~quiet[:-1] & quiet[1:])  # frame where each quiet run begins
+    ends = np.flatnonzero(quiet[:-1] & ~quiet[1:])  # frame after it ends
+    n = level.size
+    inner = (starts > 0) & (ends < n)  # sound on both sides
+    need = int(round(config.PAUSE_SPLIT_SECONDS / 0.010))
+    runs = [(a, b) for a, b, ok in zip(starts, ends, inner) if ok and b - a >= need]
+    if not runs:
+        return []
+    loud = np.concatenate([[0], np.cumsum(level >= config.PAUSE_LEVEL_DB)])  # loud frames before each frame
+    edges = [0] + [e for r in runs for e in r] + [n]
+    speech = [loud[edges[2 * k + 1]] - loud[edges[2 * k]] for k in range(len(runs) + 1)]  # per piece
+    min_loud = config.PAUSE_MIN_SPEECH_SECONDS / 0.010
+    cuts = []
+    for k, (a, b) in enumerate(runs):
+        if speech[k] >= min_loud and speech[k + 1] >= min_loud:
+            cuts.append((a * hop + b * hop + win) // 2)
+        else:  # no cut: the piece before joins the next one, its speech with it
+            speech[k + 1] += speech[k]
+    return cuts
+
+
+def _pieces(audio, sr: int, split_pauses: bool) -> Iterator[Tuple[float, np.ndarray]]:
+    """:func:`iter_segments`, each segment cut further at its pauses when ``split_pauses``."""
+    for off, y in iter_segments(audio, sr):
+        if not split_pauses:
+            yield off, y
+            continue
+        bounds = [0] + pause_cuts(y, sr) + [y.size]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            yield off + a / sr, y[a:b]
 
 
 def _member_logps(self, y: np.ndarray) -> np.ndarray:
@@ -130,7 +193,7 @@ def _segment_result(dec, lp, offset, period) -> dict:
             "text": b.text, "words": words}
 
 
-def transcribe(self, audio, *, beam_size: int = 16, words=None, hotwords=None, lm=None) -> dict:
+def transcribe(self, audio, *, beam_size: int = 16, words=None, hotwords=None, lm=None, split_pauses: bool = True) -> dict:
     """Transcribe a recording.
 
     Parameters
@@ -142,6 +205,9 @@ def transcribe(self, audio, *, beam_size: int = 16, words=None, hotwords=None, l
     hotwords : dict, list or None
         ``{"word": boost}`` or ``["word:boost", ...]``.
     lm : WordLM or None
+    split_pauses : bool
+        recognise the stretches between pauses apart (:func:`pause_cuts`); False runs each
+        ``SEGMENT_SECONDS`` segment through the network whole.
 
     Returns
     -------
@@ -153,7 +219,7 @@ def transcribe(self, audio, *, beam_size: int = 16, words=None, hotwords=None, l
     sr = self.features.sample_rate
     period = float(self.features.frame_period)
     segments, dur = [], 0.0
-    for off, y in iter_segments(audio, sr):
+    for off, y in _pieces(audio, sr, split_pauses):
         lp = _segment_logp(self, y)
         seg = _segment_result(dec, lp, off, period)
         if seg["text"]:
@@ -204,8 +270,9 @@ def classify(self, audio, words=None, *, no_speech: bool = True) -> dict:
                         "probability": round(r["probability"], 4)} for r in scores]}
 
 
-def spot(self, audio, keywords: Sequence[str], *, threshold: float = 0.5) -> List[dict]:
-    """Find keywords: a list of ``{"keyword", "start", "end", "score"}`` (seconds, score in [0, 1])."""
+def spot(self, audio, keywords: Sequence[str], *, threshold: float = 0.5, split_pauses: bool = True) -> List[dict]:
+    """Find keywords: a list of ``{"keyword", "start", "end", "score"}`` (seconds, score in [0, 1]);
+    ``split_pauses`` as in :func:`transcribe`."""
     if isinstance(keywords, str):
         keywords = [k for k in keywords.split(",") if k.strip()]
     if not keywords:
@@ -213,7 +280,7 @@ def spot(self, audio, keywords: Sequence[str], *, threshold: float = 0.5) -> Lis
     sr = self.features.sample_rate
     period = float(self.features.frame_period)
     out = []
-    for off, y in iter_segments(audio, sr):
+    for off, y in _pieces(audio, sr, split_pauses):
         for r in spot_keywords(_segment_logp(self, y), keywords, self.alphabet, threshold=threshold,
                                frame_period=period):
             r["start"] = round(r["start"] + off, 3)

@@ -266,3 +266,39 @@ def spec_augment_draws(seed, T, *, time_masks, max_time, feature_masks, max_feat
 
     rows = masked(time_masks, max_time, T)
     return rows, masked(feature_masks, max_features, mel_bands)
+
+
+# ---------------------------------------------------------------- pauses -------------------------
+def pause_cuts(y, sr, level_db, split_s, min_speech_s):
+    """Cut points of ``transcribe.pause_cuts`` the slow way: frame by frame, run by run, piece by piece."""
+    win, hop = int(round(0.025 * sr)), int(round(0.010 * sr))
+    n = (len(y) - win) // hop + 1 if len(y) >= win else 0
+    quiet = []
+    for i in range(n):
+        f = np.asarray(y[i * hop:i * hop + win], np.float64)
+        quiet.append(10 * np.log10(np.mean(f * f) + 1e-20) < level_db)
+    runs, i = [], 0
+    while i < n:
+        if quiet[i]:
+            j = i
+            while j < n and quiet[j]:
+                j += 1
+            if i > 0 and j < n and (j - i) * 0.010 >= split_s - 1e-9:
+                runs.append((i, j))
+            i = j
+        else:
+            i += 1
+    pieces, start = [], 0  # (first frame, end frame) of the pieces between runs
+    for a, b in runs:
+        pieces.append((start, a))
+        start = b
+    pieces.append((start, n))
+    loud = [sum(1 for f in range(a, b) if not quiet[f]) for a, b in pieces]
+    cuts, carried = [], 0
+    for k, (a, b) in enumerate(runs):
+        if carried + loud[k] >= min_speech_s / 0.010 and loud[k + 1] >= min_speech_s / 0.010:
+            cuts.append((a * hop + b * hop + win) // 2)
+            carried = 0
+        else:
+            carried += loud[k]
+    return cuts

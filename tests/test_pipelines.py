@@ -227,18 +227,25 @@ def test_yardstick_counts_each_part_and_refuses_models_that_heard_it(tmp_path):
                               "speaker": "espeak-ng:en-029+f3:r1.00:p1.00"}], tmp_path / "voiced.jsonl")
     training = dict(shipped.meta["training"], config=dict(shipped.meta["training"]["config"], train=[voiced]))
     accented = shipped.save(str(tmp_path / "accented.npz"), training=training)
+    # and one that heard nicolas only inside a joined recording (--real-sequences)
+    joined = write_manifest([{"path": str(tmp_path / "seq_00000.wav"), "text": "seven three", "speaker": "nicolas",
+                              "joined": [str(data / "fsdd" / "7_nicolas_0.wav"), str(data / "fsdd" / "3_nicolas_0.wav")]}],
+                            tmp_path / "joined.jsonl")
+    training = dict(shipped.meta["training"], config=dict(shipped.meta["training"]["config"], train=[joined]))
+    rejoined = shipped.save(str(tmp_path / "rejoined.npz"), training=training)
     (tmp_path / "bad.npz").write_text("not a model")
-    r = _run_pipeline("yardstick.py", "commands", leaky, accented, tmp_path / "bad.npz", "--baseline", "commands-stream",
-                      "--data", data, "--work", tmp_path / "work", "--synth-dev", "5")
-    assert r.returncode == 1, r.stderr  # three models skipped, the shipped one scored
+    r = _run_pipeline("yardstick.py", "commands", leaky, accented, rejoined, tmp_path / "bad.npz", "--baseline",
+                      "commands-stream", "--data", data, "--work", tmp_path / "work", "--synth-dev", "5", "--real-dev", "4")
+    assert r.returncode == 1, r.stderr  # four models skipped, the shipped one scored
     err = [line for line in r.stderr.strip().splitlines() if line.startswith("yardstick.py: error: ")]  # not the progress bars
-    assert len(err) == 3
+    assert len(err) == 4
     assert err[0].startswith(f"yardstick.py: error: {leaky}: its training manifest {heard} holds 1 of the yardstick's clips")
     assert err[1].startswith(f"yardstick.py: error: {accented}: its training manifest {voiced} holds 1 clip(s) of "
                              "the held-out synthetic voices")
-    assert err[2].startswith(f"yardstick.py: error: {tmp_path / 'bad.npz'}: ") and err[2].endswith(" (skipped)")
+    assert err[2].startswith(f"yardstick.py: error: {rejoined}: its training manifest {joined} holds 2 of the yardstick's clips")
+    assert err[3].startswith(f"yardstick.py: error: {tmp_path / 'bad.npz'}: ") and err[3].endswith(" (skipped)")
     summary = json.loads((tmp_path / "work" / "yardstick.json").read_text())
-    assert summary["sizes"] == {"dev": 5, "devtrim": 5, "fsdd": 2, "synth": 5}
+    assert summary["sizes"] == {"dev": 5, "devtrim": 5, "fsdd": 2, "synth": 5, "real": 4}
     (row,) = summary["models"]
     assert row["model"] == "commands" and row["Y"] == sum(row["parts"].values())
     # each part counted against the plain classify of every clip (the reference)
@@ -274,6 +281,14 @@ def test_yardstick_counts_each_part_and_refuses_models_that_heard_it(tmp_path):
     assert row["synth"]["sequences_right"] == sum(q["text"] == h for q, h in zip(synth, hyps))
     assert row["comparison"]["synth"]["utterances"] == 5
     assert f"synth-dev WER {100 * row['synth']['wer']:.2f} % ({errors}/" in r.stdout
+    # the real-voice dev part: two recordings joined from the dev speaker's word clips, two from nicolas's digits
+    real = [json.loads(line) for line in (tmp_path / "work" / "real_dev" / "real_dev.jsonl").read_text().splitlines()]
+    dev_spk = next(q["speaker"] for q in dev_rows if q.get("text"))
+    assert [q["speaker"] for q in real] == [dev_spk] * 2 + ["nicolas"] * 2
+    assert all(2 <= len(q["text"].split()) == len(q["joined"]) for q in real)
+    hyps = [shipped.transcribe(q["path"])["text"] for q in real]
+    assert row["real"]["word_errors"] == sum(error_counts([q["text"]], [h], "word")[0] for q, h in zip(real, hyps))
+    assert row["comparison"]["real"]["utterances"] == 4 and "real-dev WER " in r.stdout
     assert f"commands: Y = {row['Y']} | dev {row['parts']['dev']}/5" in r.stdout
     assert "commands-stream (baseline): Y = " in r.stdout
     # the test speaker, and a speaker not in the corpus, are refused before any work
@@ -390,3 +405,38 @@ def test_build_checks_training_options_before_any_work(build, monkeypatch, tmp_p
     r = CliRunner().invoke(build.main, ["--work", str(tmp_path / "w"), "--export", "", *args])
     assert r.exit_code == 2 and message in r.output, r.output
     assert not (tmp_path / "w").exists()
+
+
+def test_real_sequence_set_joins_one_speakers_single_words(build, tmp_path):
+    """--real-sequences: each recording is 2..6 one-word clips of one speaker (a speaker with one clip, a
+    two-word clip and a no-speech clip take no part), its transcript the words in order; the same bytes for
+    a seed, other recordings for another; nothing for n = 0 or when no speaker has two clips."""
+    import soundfile as sf
+
+    samples = os.path.join(os.path.dirname(__file__), os.pardir, "audio_samples")
+    rows = [{"path": os.path.join(samples, f), "text": t, "speaker": s} for f, t, s in (
+        ("sc_yes.wav", "yes", "a"), ("sc_stop.wav", "stop", "a"), ("sc_left.wav", "left", "a"),
+        ("fsdd_seven_george.wav", "seven", "b"), ("go_left_stop.wav", "go left stop", "b"),
+        ("sc_background_noise.wav", "", "b"))]
+    out = build.real_sequence_set(rows, 12, 3, str(tmp_path / "a"))
+    assert len(out) == 12 and all(r["speaker"] == "a" for r in out)
+    words = {"yes", "stop", "left"}
+    for r in out:
+        ws = r["text"].split()
+        assert 2 <= len(ws) <= 3 and len(set(ws)) == len(ws) and set(ws) <= words
+        assert [os.path.basename(p) for p in r["joined"]] == [f"sc_{w}.wav" for w in ws]
+        assert sf.info(r["path"]).samplerate == 16000 and abs(sf.info(r["path"]).duration - r["duration"]) < 1e-3
+    again = build.real_sequence_set(rows, 12, 3, str(tmp_path / "b"))
+    assert [open(r["path"], "rb").read() for r in again] == [open(r["path"], "rb").read() for r in out]
+    assert [r["text"] for r in build.real_sequence_set(rows, 12, 4, str(tmp_path / "c"))] != [r["text"] for r in out]
+    assert build.real_sequence_set(rows, 0, 3, str(tmp_path / "d")) == []
+    assert build.real_sequence_set(rows[3:], 5, 3, str(tmp_path / "e")) == []
+
+
+def test_real_sequences_option_reaches_build_network(build, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    assert _options_reaching_build_network(build, monkeypatch, tmp_path)["real_sequences"] == 0
+    assert _options_reaching_build_network(build, monkeypatch, tmp_path, "--real-sequences", "2000")["real_sequences"] == 2000
+    bad = CliRunner().invoke(build.main, ["--work", str(tmp_path), "--real-sequences", "-1"])
+    assert bad.exit_code == 2 and "-1 is not in the range x>=0" in bad.output

@@ -355,3 +355,36 @@ def test_synthesize_says_and_labels_the_normalised_text(tmp_path, capsys, monkey
     # already-normalised texts (every build's) keep their file names, so earlier renders are reused
     again = synthesize(["go four two"], str(tmp_path / "a"), voices=[v], progress=False)
     assert again[0]["path"] == rows[0]["path"] and len(said) == 2
+
+
+def test_join_clips_keeps_each_word_in_order_with_its_own_margins():
+    """Three one-word clips (a tone burst in 0.4 s of low noise each): one recording holding the three bursts
+    in order, each piece cut to its burst plus 30-250 ms of its own clip, the first clip's lead and the last
+    clip's tail kept whole; the same for a seed."""
+    from speechlstm.augment import join_clips
+
+    sr = 16000
+    rng = np.random.default_rng(0)
+    t = np.arange(int(0.2 * sr)) / sr
+    clips = []
+    for f in (300.0, 700.0, 1500.0):
+        quiet = lambda: (rng.standard_normal(int(0.4 * sr)) * 1e-3).astype(np.float32)
+        clips.append(np.concatenate([quiet(), (0.5 * np.sin(2 * np.pi * f * t)).astype(np.float32), quiet()]))
+    y = join_clips(clips, np.random.default_rng(5), sr)
+    assert np.array_equal(y, join_clips(clips, np.random.default_rng(5), sr)) and y.dtype == np.float32
+    assert not np.array_equal(y, join_clips(clips, np.random.default_rng(6), sr))
+    # where each tone is loudest, in 10 ms frames
+    hop = sr // 100
+    frames = y[: y.size // hop * hop].reshape(-1, hop)
+    spec = np.abs(np.fft.rfft(frames, axis=1))
+    freqs = np.fft.rfftfreq(hop, 1 / sr)
+    loud = np.flatnonzero(np.sqrt(np.mean(frames ** 2, axis=1)) > 0.1)
+    order = [freqs[np.argmax(spec[i])] for i in loud]
+    firsts = [next(i for i, f in enumerate(order) if abs(f - target) < 150) for target in (300, 700, 1500)]
+    assert firsts == sorted(firsts)
+    # lead of the first clip (0.4 s) and tail of the last (0.4 s) whole; each join keeps 2 x 30-250 ms
+    speech = 3 * 0.2
+    assert 0.8 + speech + 4 * 0.03 - 0.03 <= y.size / sr <= 0.8 + speech + 4 * 0.25 + 0.03
+    assert np.array_equal(y[: int(0.3 * sr)], clips[0][: int(0.3 * sr)])
+    with pytest.raises(ParameterError, match="at least one clip"):
+        join_clips([], np.random.default_rng(0), sr)

@@ -159,3 +159,57 @@ def test_stream_takes_pcm_and_multichannel_blocks_as_load_audio_reads_them(shipp
         assert got["text"] == ref["text"] and got["duration"] == ref["duration"]
     with pytest.raises(AudioError, match="stream block: audio contains NaN"):
         m.stream().feed(np.full(160, np.nan, np.float32))
+
+
+def test_pause_cuts_match_the_naive_reference():
+    """Random patterns of sound, near-silence and digital silence (runs of 0.05-0.8 s), cut as the slow
+    frame-by-frame reference in naive.py cuts them — including the short pieces that stay joined."""
+    from naive import pause_cuts as naive_cuts
+    from speechlstm import config
+    from speechlstm.transcribe import pause_cuts
+
+    rng = np.random.default_rng(7)
+    sr = 16000
+    n_cut = 0
+    for _ in range(150):
+        parts = []
+        for _ in range(rng.integers(1, 12)):
+            n = int(rng.uniform(0.05, 0.8) * sr)
+            kind = rng.integers(3)
+            amp = (0.1, 1e-5, 0.0)[kind]
+            parts.append((rng.standard_normal(n) * amp).astype(np.float32))
+        y = np.concatenate(parts)
+        got = pause_cuts(y, sr)
+        want = naive_cuts(y, sr, config.PAUSE_LEVEL_DB, config.PAUSE_SPLIT_SECONDS, config.PAUSE_MIN_SPEECH_SECONDS)
+        assert got == want
+        n_cut += len(got)
+    assert n_cut > 40  # the patterns do exercise cutting
+    assert pause_cuts(np.zeros(100, np.float32), sr) == [] and pause_cuts(np.zeros(sr, np.float32), sr) == []
+    word, blip, pause = (rng.standard_normal(int(s * sr)).astype(np.float32) * 0.1 for s in (0.5, 0.08, 0.0))
+    quiet = np.zeros(int(0.5 * sr), np.float32)
+    assert len(pause_cuts(np.concatenate([word, quiet, word]), sr)) == 1
+    for y in (np.concatenate([word, quiet, blip]), np.concatenate([blip, quiet, word]),  # a click stays joined
+              np.concatenate([quiet, word, quiet])):  # leading and trailing silence is not cut off
+        assert pause_cuts(y, sr) == naive_cuts(y, sr, config.PAUSE_LEVEL_DB, config.PAUSE_SPLIT_SECONDS,
+                                               config.PAUSE_MIN_SPEECH_SECONDS) == []
+
+
+def test_digital_silence_between_sequences_loses_no_word(model):
+    """Three sequences with 1 s of digital silence between them: run through the network whole, the first
+    word after each silence was lost ("go left stop two three four yes no up down"); cut at the pauses,
+    every word is there, with its time inside its own stretch."""
+    clips = [speechlstm.load_audio(os.path.join(SAMPLES, f), sr=16000)
+             for f in ("go_left_stop.wav", "one_two_three_four.wav", "yes_no_up_down.wav")]
+    gap = np.zeros(16000, np.float32)
+    y = np.concatenate([clips[0], gap, clips[1], gap, clips[2]])
+    want = "go left stop one two three four yes no up down"
+    assert model.transcribe(y, split_pauses=False)["text"] != want  # what the fix is for
+    res = model.transcribe(y)
+    assert res["text"] == want and len(res["segments"]) == 3
+    second = res["segments"][1]
+    start1 = (clips[0].size + gap.size) / 16000
+    assert start1 - 0.5 <= second["start"] and second["end"] <= start1 + clips[1].size / 16000 + 0.5
+    found = model.spot(y, ["one", "yes"], threshold=0.5)
+    assert sorted(d["keyword"] for d in found) == ["one", "yes"]
+    for f, clip in zip(("go_left_stop.wav",), clips):  # a clip with no inner pause is not cut
+        assert model.transcribe(clip)["text"] == model.transcribe(clip, split_pauses=False)["text"] == "go left stop"
