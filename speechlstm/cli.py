@@ -139,10 +139,13 @@ def _per_file(ctx, files, run):
 @click.option("--words", help="Comma-separated allowed words (default: the model's vocabulary).")
 @click.option("--words-file", type=click.Path(dir_okay=False), help="File of allowed words.")
 @click.option("--any-text", is_flag=True, help="Do not restrict output to the model's vocabulary.")
+@click.option("--no-pause-split", is_flag=True,
+              help="Run each (up to 30 s) segment through the network whole instead of cutting it at its pauses.")
 @click.option("--hotword", "hotwords", multiple=True, metavar="WORD:BOOST", help="Boost a word (repeatable).")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.pass_context
-def transcribe(ctx, files, model_name, fmt, output_dir, beam_size, words, words_file, any_text, hotwords, device):
+def transcribe(ctx, files, model_name, fmt, output_dir, beam_size, words, words_file, any_text, no_pause_split, hotwords,
+               device):
     """Transcribe audio FILES (one model load for all; a bad file is reported and skipped)."""
     import os
 
@@ -156,7 +159,7 @@ def transcribe(ctx, files, model_name, fmt, output_dir, beam_size, words, words_
 
     _decoder(model, beam_size, allowed, hot, None)  # bad words or hot-words: one error now, not one per file
     for path, result in _per_file(ctx, files, lambda p: model.transcribe(p, beam_size=beam_size, words=allowed,
-                                                                         hotwords=hot)):
+                                                                         hotwords=hot, split_pauses=not no_pause_split)):
         text = format_result(result, fmt)
         if output_dir:
             os.makedirs(output_dir, exist_ok=True)
