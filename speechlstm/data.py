@@ -236,19 +236,25 @@ def write_manifest(rows: Iterable[dict], path) -> str:
     return path
 
 
+def _jsonl_records(path: str):
+    """``(line number, decoded JSON value)`` for each non-blank line of a JSONL file; a line that is not
+    JSON is a DataError naming the file and line."""
+    for n, line in enumerate(read_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"{path}:{n}: not JSON ({exc})") from None
+
+
 def read_manifest(path: str) -> List[dict]:
     """Read a JSONL manifest (relative paths are relative to its folder)."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such manifest")
     base = os.path.dirname(os.path.abspath(path))
     rows = []
-    for n, line in enumerate(read_lines(path), 1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except ValueError as exc:
-            raise DataError(f"{path}:{n}: not JSON ({exc})") from None
+    for n, r in _jsonl_records(path):
         if not isinstance(r, dict) or "path" not in r or "text" not in r:
             raise DataError(f"{path}:{n}: each line needs 'path' and 'text'")
         if not isinstance(r["path"], str) or not r["path"].strip():
@@ -284,13 +290,7 @@ def read_paths(path: str) -> List[str]:
         except csv.Error as exc:
             raise DataError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
     else:
-        for n, line in enumerate(read_lines(path), 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except ValueError as exc:
-                raise DataError(f"{path}:{n}: not JSON ({exc})") from None
+        for n, r in _jsonl_records(path):
             audio = r.get("path") if isinstance(r, dict) else None
             if not isinstance(audio, str) or not audio.strip():
                 raise DataError(f"{path}:{n}: each line needs a 'path' (a non-empty string)")
