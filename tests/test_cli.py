@@ -152,7 +152,7 @@ def test_info_and_formats(tmp_path):
     (["evaluate", "--data", "missing.jsonl", "--task", "transcribe", "--report", "r"], "missing.jsonl: no such file or directory"),
     (["train", "--config", "missing.toml"], "missing.toml: no such config file"),
     (["info", "missing.npz"], "missing.npz: no such model file"),
-    (["synth", "--texts", "missing.txt", "--out-dir", "s", "--manifest", "s.jsonl"], "missing.txt: no such file or directory"),
+    (["synth", "--texts", "missing.txt", "--out-dir", "s", "--manifest", "s.jsonl"], "missing.txt: no such file"),
     (["spot", "x.wav", "--keywords", "!!!", "--out", "x.csv"], "keyword '!!!' has no letters"),
 ])
 def test_other_commands_fail_in_one_line(tmp_path, args, message):
