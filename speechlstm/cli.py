@@ -400,6 +400,10 @@ def info(model, as_json):
     click.echo(f"streaming:    {'yes' if d['streaming'] else 'no'}")
     for k, v in (d.get("metrics") or {}).items():
         click.echo(f"metric:       {k} = {v}")
+    env = (d.get("training") or {}).get("environment")
+    if env:  # what the training run ran on (models trained since 2026-12-08)
+        click.echo("trained on:   " + ", ".join(f"{k} {v if not isinstance(v, list) else '; '.join(v)}"
+                                                for k, v in env.items()))
     from .config import BLAS_ENV
     from .linalg import blas_backend, cpu_vendor, mkl_info  # of this installation, not of the file
 

@@ -49,6 +49,13 @@ def test_training_learns_and_writes_everything(tiny_corpus, tmp_path):
     import llvmlite.binding
 
     assert env["numba_target_cpu"] == llvmlite.binding.get_host_cpu_name() and env["threads"] == numba.get_num_threads()
+    from click.testing import CliRunner
+
+    from speechlstm.cli import main
+
+    r = CliRunner().invoke(main, ["info", str(tmp_path / "run" / "model.npz")])
+    line = next(l for l in r.stdout.splitlines() if l.startswith("trained on:"))
+    assert f"numpy {np.__version__}" in line and f"numba_target_cpu {env['numba_target_cpu']}" in line
 
 
 def test_resume_is_bit_identical(tiny_corpus, tmp_path):
