@@ -181,11 +181,9 @@ class SpotJob:
         under any name), the keywords as given, the threshold."""
         from .model import _resolve
 
-        h = hashlib.sha256()
         with open(_resolve(self.model_name), "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return {"model_sha256": h.hexdigest(), "keywords": list(self.keywords), "threshold": float(self.threshold)}
+            sha = hashlib.file_digest(f, "sha256").hexdigest()
+        return {"model_sha256": sha, "keywords": list(self.keywords), "threshold": float(self.threshold)}
 
     def __getstate__(self):
         d = dict(self.__dict__)

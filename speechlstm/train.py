@@ -296,14 +296,6 @@ def _features_job(args):
     return base, None
 
 
-def _hash_file(h, path: str):
-    """``h`` (a hashlib object) updated with the bytes of the file at ``path``, read in 1 MiB blocks."""
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h
-
-
 _FILE_DIGESTS: Dict[Tuple[str, int, int], str] = {}
 
 
@@ -317,7 +309,8 @@ def file_digest(path: str) -> str:
     k = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
     if k not in _FILE_DIGESTS:
         try:
-            _FILE_DIGESTS[k] = _hash_file(hashlib.blake2b(digest_size=16), path).hexdigest()
+            with open(path, "rb") as f:
+                _FILE_DIGESTS[k] = hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
         except OSError:
             return "-"
     return _FILE_DIGESTS[k]
@@ -516,7 +509,8 @@ class Trainer:
     def _load_teacher(self):
         """The teacher model (:func:`load_teacher`), its file's SHA-256 in ``teacher_sha``."""
         teacher = load_teacher(self.cfg.teacher, self.fcfg, self.alphabet)
-        self.teacher_sha = _hash_file(hashlib.sha256(), teacher.path).hexdigest()
+        with open(teacher.path, "rb") as f:
+            self.teacher_sha = hashlib.file_digest(f, "sha256").hexdigest()
         return teacher
 
     def _teacher_posteriors(self, teacher, base_train, train_rows) -> List[np.ndarray]:
