@@ -199,28 +199,37 @@ def read_text_pairs(root: str, *, speaker: Optional[str] = None) -> List[dict]:
     return rows
 
 
-def read_csv(path: str) -> List[dict]:
-    """CSV with a header holding at least ``path`` and ``text`` (``speaker``, ``duration`` optional);
-    relative paths are relative to the CSV's folder."""
+def _csv_records(path: str, columns: Sequence[str]):
+    """``(file:line, row, audio path as written)`` for each row of a CSV whose header holds ``columns``
+    ("path" first); a missing file, a header without them, an empty path or malformed CSV is a DataError
+    naming the file (and line)."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
-    base = os.path.dirname(os.path.abspath(path))
-    rows = []
     reader = csv.DictReader(io.StringIO(_text(path), newline=""))
     try:
-        if not reader.fieldnames or not {"path", "text"} <= set(reader.fieldnames):
-            raise DataError(f"{path}: needs a header with 'path' and 'text' columns")
+        if not reader.fieldnames or not set(columns) <= set(reader.fieldnames):
+            names = " and ".join(repr(c) for c in columns)
+            raise DataError(f"{path}: needs a header with " + (f"a {names} column" if len(columns) == 1 else f"{names} columns"))
         for r in reader:
             where = f"{path}:{reader.line_num}"
             audio = (r["path"] or "").strip()
             if not audio:
                 raise DataError(f"{where}: the 'path' column is empty")
-            p = audio if os.path.isabs(audio) else os.path.join(base, audio)
-            dur = (r.get("duration") or "").strip()
-            rows.append(_row(p, r["text"] or "", r.get("speaker") or "unknown",
-                             _check_duration(dur, where) if dur else None))
+            yield where, r, audio
     except csv.Error as exc:
         raise DataError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
+
+
+def read_csv(path: str) -> List[dict]:
+    """CSV with a header holding at least ``path`` and ``text`` (``speaker``, ``duration`` optional);
+    relative paths are relative to the CSV's folder."""
+    base = os.path.dirname(os.path.abspath(path))
+    rows = []
+    for where, r, audio in _csv_records(path, ("path", "text")):
+        p = audio if os.path.isabs(audio) else os.path.join(base, audio)
+        dur = (r.get("duration") or "").strip()
+        rows.append(_row(p, r["text"] or "", r.get("speaker") or "unknown",
+                         _check_duration(dur, where) if dur else None))
     return rows
 
 
@@ -278,17 +287,7 @@ def read_paths(path: str) -> List[str]:
     base = os.path.dirname(os.path.abspath(path))
     out = []
     if path.lower().endswith(".csv"):
-        reader = csv.DictReader(io.StringIO(_text(path), newline=""))
-        try:
-            if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise DataError(f"{path}: needs a header with a 'path' column")
-            for r in reader:
-                audio = (r["path"] or "").strip()
-                if not audio:
-                    raise DataError(f"{path}:{reader.line_num}: the 'path' column is empty")
-                out.append(audio)
-        except csv.Error as exc:
-            raise DataError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
+        out = [audio for _, _, audio in _csv_records(path, ("path",))]
     else:
         for n, r in _jsonl_records(path):
             audio = r.get("path") if isinstance(r, dict) else None
