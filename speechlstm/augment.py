@@ -113,6 +113,16 @@ def _loud_frames(y: np.ndarray, sr: int, *thresholds_db: float):
     return (hop, *(frames >= frames.max() * 10 ** (t / 10.0) for t in thresholds_db))
 
 
+def _speech_bounds(y: np.ndarray, sr: int, threshold_db: float):
+    """(first sample of the first, end sample of the last) 10 ms frame of ``y`` within ``threshold_db`` of
+    its loudest one; None when ``y`` has fewer than two frames."""
+    loud = _loud_frames(y, sr, threshold_db)
+    if loud is None:
+        return None
+    hop, mask = loud
+    return int(np.argmax(mask)) * hop, (mask.size - int(np.argmax(mask[::-1]))) * hop
+
+
 def _cut_from(y: np.ndarray, start: int, sr: int) -> np.ndarray:
     """``y`` from sample ``start`` on, or ``y`` itself when under 100 ms would be left."""
     if y.size - start < int(0.1 * sr):
@@ -127,11 +137,10 @@ def trim_onset(y: np.ndarray, cut_s: float, sr: int = SAMPLE_RATE, *, threshold_
     Mimics corpora trimmed tightly around each word (FSDD), where the first consonant is often
     partly cut. Returns ``y`` unchanged when it is too short to keep 100 ms after the cut.
     """
-    loud = _loud_frames(y, sr, threshold_db)
-    if loud is None:
+    bounds = _speech_bounds(y, sr, threshold_db)
+    if bounds is None:
         return y
-    hop, mask = loud
-    return _cut_from(y, int(np.argmax(mask)) * hop + int(round(cut_s * sr)), sr)
+    return _cut_from(y, bounds[0] + int(round(cut_s * sr)), sr)
 
 
 def trim_to_vowel(y: np.ndarray, cut_s: float, sr: int = SAMPLE_RATE, *, vowel_db: float = -10.0,
@@ -162,11 +171,10 @@ def trim_end(y: np.ndarray, keep_s: float, sr: int = SAMPLE_RATE, *, threshold_d
     whose per-clip feature mean is the word's own spectrum rather than mostly silence. Returns
     ``y`` unchanged when it has under two frames or under 100 ms would be left.
     """
-    loud = _loud_frames(y, sr, threshold_db)
-    if loud is None:
+    bounds = _speech_bounds(y, sr, threshold_db)
+    if bounds is None:
         return y
-    hop, mask = loud
-    end = (mask.size - int(np.argmax(mask[::-1]))) * hop + int(round(keep_s * sr))
+    end = bounds[1] + int(round(keep_s * sr))
     if end >= y.size or end < int(0.1 * sr):
         return y
     return y[:end].copy()
@@ -203,13 +211,7 @@ def join_clips(clips, rng: np.random.Generator, sr: int = SAMPLE_RATE, *, thresh
     out = None
     for k, y in enumerate(clips):
         y = np.asarray(y, np.float32)
-        loud = _loud_frames(y, sr, threshold_db)
-        if loud is None:
-            start, end = 0, y.size
-        else:
-            hop, mask = loud
-            start = int(np.argmax(mask)) * hop
-            end = (mask.size - int(np.argmax(mask[::-1]))) * hop
+        start, end = _speech_bounds(y, sr, threshold_db) or (0, y.size)
         a = 0 if k == 0 else max(0, start - int(rng.uniform(lo, hi) * sr))
         b = y.size if k == len(clips) - 1 else min(y.size, end + int(rng.uniform(lo, hi) * sr))
         piece = y[a:b]
