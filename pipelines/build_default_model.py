@@ -168,11 +168,12 @@ def real_sequence_set(rows, n, seed, out_dir, *, max_words=REAL_SEQ_MAX_WORDS):
     if not speakers or n <= 0:
         return []
     weight = np.array([len(by_speaker[s]) for s in speakers], np.float64)
+    share = weight / weight.sum()
     rng = np.random.default_rng([seed, REAL_SEQ_SEED_OFFSET])
     os.makedirs(out_dir, exist_ok=True)
     cache, out = {}, []
     for i in range(n):
-        spk = speakers[int(rng.choice(len(speakers), p=weight / weight.sum()))]
+        spk = speakers[int(rng.choice(len(speakers), p=share))]
         mine = by_speaker[spk]
         k = int(rng.integers(2, min(max_words, len(mine)) + 1))
         picks = [mine[j] for j in rng.choice(len(mine), k, replace=False)]

@@ -11,13 +11,14 @@ clips of ``build_default_model.py``'s split (real held-out speakers, their own b
 clips per recording. Prints one Markdown table of WER (word errors / reference words) per source, pause
 and filler, both ways; deterministic for a seed.
 """
-import json
 import os
 
 import click
 import numpy as np
 
 from speechlstm.cli import PipelineCommand
+from speechlstm.config import SAMPLE_RATE
+from speechlstm.data import read_manifest
 from speechlstm.metrics import error_counts
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,8 +30,7 @@ FILLERS = (("digital silence", None), ("-80 dBFS noise", -80.0), ("-60 dBFS nois
 def _samples():
     from speechlstm import load_audio
 
-    rows = [json.loads(line) for line in open(os.path.join(SAMPLES, "manifest.jsonl"), encoding="utf-8")]
-    seqs = [(load_audio(os.path.join(SAMPLES, r["path"]), sr=16000), r["text"]) for r in rows
+    seqs = [(load_audio(r["path"], sr=SAMPLE_RATE), r["text"]) for r in read_manifest(os.path.join(SAMPLES, "manifest.jsonl"))
             if len(r["text"].split()) > 1]
     return [seqs * 3]
 
@@ -41,7 +41,7 @@ def _speech_commands(data_root, groups, rng):
 
     rows = [r for r in speech_commands_split(data_root)["test"] if r["text"]]
     order = rng.permutation(len(rows))[: groups * 5]
-    clips = [(load_audio(rows[i]["path"], sr=16000), rows[i]["text"]) for i in order]
+    clips = [(load_audio(rows[i]["path"], sr=SAMPLE_RATE), rows[i]["text"]) for i in order]
     return [clips[k:k + 5] for k in range(0, len(clips) - 4, 5)]
 
 
@@ -49,7 +49,7 @@ def _join(clips, pause_s, level_db, rng):
     parts, words = [], []
     for k, (y, text) in enumerate(clips):
         if k:
-            n = int(pause_s * 16000)
+            n = int(pause_s * SAMPLE_RATE)
             fill = np.zeros(n, np.float32) if level_db is None else \
                 (rng.standard_normal(n) * 10 ** (level_db / 20)).astype(np.float32)
             parts.append(fill)
