@@ -8,7 +8,9 @@ Y counts the clips a model gets right in three parts, none of them heard in its 
   dev       the Speech Commands v0.02 clips of the build pipeline's dev speakers (12 classes);
   dev-trim  the same clips cut tightly to their word (``trimmed_set.py``), as FSDD's are;
   fsdd      every clip of one FSDD speaker (``--fsdd-speaker``, default nicolas), closed-set among
-            the ten digits, no "no speech" candidate.
+            the ten digits, no "no speech" candidate; ``--fsdd-speaker none`` leaves this part out (Y is
+            then dev + dev-trim, and real-dev is joined from the dev speakers alone), so that builds which
+            trained on every FSDD speaker but ``george`` — the shipped models — can be compared.
 Beside Y, not in it: ``synth-dev``, the WER of ``transcribe`` on ``--synth-dev`` (default 300) command
 sequences rendered by new draws of the held-out synthetic voices (``build_default_model.synthetic_dev_set``,
 seed 2026; ``--synth-dev 0`` leaves it out), paired against the baseline over whole sequences — so a recipe
@@ -40,17 +42,21 @@ from trimmed_set import trim_rows
 
 PARTS = ("dev", "devtrim", "fsdd")
 REAL_DEV_SEED = 2026  # seed of the joined real-voice dev recordings
+NO_FSDD = "none"  # --fsdd-speaker value that leaves the FSDD part out
 
 
 def yardstick_sets(data_root, work, fsdd_speaker, top_db=30.0):
     """The three parts' rows: ``{"dev", "devtrim", "fsdd"}`` (dev-trim's WAVs written under
     ``work/devtrim``), and the paths of dev clips that could not be trimmed."""
-    fsdd = read_fsdd(os.path.join(data_root, "fsdd"))
-    speakers = sorted({r["speaker"] for r in fsdd})
+    if fsdd_speaker == NO_FSDD:
+        fsdd = []
+    else:
+        fsdd = read_fsdd(os.path.join(data_root, "fsdd"))
+        speakers = sorted({r["speaker"] for r in fsdd})
     if fsdd_speaker == FSDD_TEST_SPEAKER:
         raise click.BadParameter(f"{fsdd_speaker!r} is the FSDD test speaker; a dev yardstick must not use him",
                                  param_hint="--fsdd-speaker")
-    if fsdd_speaker not in speakers:
+    if fsdd_speaker != NO_FSDD and fsdd_speaker not in speakers:
         raise click.BadParameter(f"{fsdd_speaker!r} is not an FSDD speaker here (they are: {', '.join(speakers)})",
                                  param_hint="--fsdd-speaker")
     sc = speech_commands_split(data_root)
@@ -119,8 +125,9 @@ def score(model, sets, report_dir=None):
     """``{part: evaluate() result}`` for the three parts, and ``synth`` (transcribed) when ``sets``
     holds it (reports written under ``report_dir``)."""
     res = {"dev": evaluate(model, sets["dev"], "classify"),
-           "devtrim": evaluate(model, sets["devtrim"], "classify"),
-           "fsdd": evaluate(model, sets["fsdd"], "classify", words=DIGIT_WORDS, no_speech=False)}
+           "devtrim": evaluate(model, sets["devtrim"], "classify")}
+    if sets["fsdd"]:
+        res["fsdd"] = evaluate(model, sets["fsdd"], "classify", words=DIGIT_WORDS, no_speech=False)
     if sets.get("synth"):
         res["synth"] = evaluate(model, sets["synth"], "transcribe")
     if sets.get("real"):
@@ -142,7 +149,7 @@ def right(result):
 def tally(res):
     """``{"Y", "parts"}`` of a :func:`score` result, and ``synth`` (WER, word errors, words and
     sequences right) when it was scored."""
-    parts = {p: right(res[p]) for p in PARTS}
+    parts = {p: right(res[p]) for p in PARTS if p in res}
     out = {"Y": sum(parts.values()), "parts": parts}
     for part in ("synth", "real"):
         if part in res:
@@ -153,7 +160,7 @@ def tally(res):
 
 
 def _line(name, t, sizes):
-    line = f"{name}: Y = {t['Y']} | " + " | ".join(f"{p} {t['parts'][p]}/{sizes[p]}" for p in PARTS)
+    line = f"{name}: Y = {t['Y']} | " + " | ".join(f"{p} {n}/{sizes[p]}" for p, n in t["parts"].items())
     for part in ("synth", "real"):
         if part in t:
             s = t[part]
@@ -168,14 +175,15 @@ def _line(name, t, sizes):
 @click.option("--work", default="runs/yardstick", show_default=True, help="Folder for dev-trim, reports, yardstick.json.")
 @click.option("--baseline", default=None, help="A model every one is paired against (McNemar per part).")
 @click.option("--fsdd-speaker", default="nicolas", show_default=True,
-              help="The FSDD speaker of the third part (none of the models may have trained on him).")
+              help="The FSDD speaker of the third part (none of the models may have trained on him); 'none' "
+                   "leaves the part out.")
 @click.option("--top-db", type=FiniteRange(min=1), default=30.0, show_default=True,
               help="dev-trim: frames this far below a clip's loudest count as silence.")
 @click.option("--synth-dev", type=click.IntRange(min=0), default=300, show_default=True,
               help="Command sequences of held-out synthetic voices, transcribed beside Y (0: none).")
 @click.option("--real-dev", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Multi-word recordings joined from the dev speakers' and the FSDD speaker's clips, transcribed "
-                   "beside Y (0: none).")
+              help="Multi-word recordings joined from the dev speakers' and the FSDD speaker's clips (the dev "
+                   "speakers' alone with --fsdd-speaker none), transcribed beside Y (0: none).")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Parallel renders of the synthetic dev set.")
 def main(models, data_root, work, baseline, fsdd_speaker, top_db, synth_dev, real_dev, workers):
@@ -187,9 +195,9 @@ def main(models, data_root, work, baseline, fsdd_speaker, top_db, synth_dev, rea
         raise DataError(f"{len(failed_trim)} dev clip(s) could not be read, so Y would not be comparable "
                         f"(first: {failed_trim[0]})")
     write_manifest(sets["devtrim"], os.path.join(work, "devtrim", "trimmed.jsonl"))
-    sizes = {p: len(sets[p]) for p in PARTS}
-    click.echo(f"Y over {sum(sizes.values())} clips: dev {sizes['dev']}, dev-trim {sizes['devtrim']}, "
-               f"FSDD {fsdd_speaker} {sizes['fsdd']} (digits)")
+    sizes = {p: len(sets[p]) for p in PARTS if sets[p] or p != "fsdd"}
+    click.echo(f"Y over {sum(sizes.values())} clips: dev {sizes['dev']}, dev-trim {sizes['devtrim']}"
+               + (f", FSDD {fsdd_speaker} {sizes['fsdd']} (digits)" if "fsdd" in sizes else " (no FSDD part)"))
     if synth_dev:
         sets["synth"] = synthetic_dev_set(work, synth_dev, workers=workers)
         if len(sets["synth"]) != synth_dev:
@@ -199,7 +207,7 @@ def main(models, data_root, work, baseline, fsdd_speaker, top_db, synth_dev, rea
         sizes["synth"] = len(sets["synth"])
         click.echo(f"beside Y: synth-dev, {sizes['synth']} command sequences of held-out synthetic voices (WER)")
     if real_dev:
-        half = real_dev // 2
+        half = real_dev // 2 if sets["fsdd"] else 0
         sets["real"] = (real_sequence_set(sets["dev"], real_dev - half, REAL_DEV_SEED, os.path.join(work, "real_dev", "sc"))
                         + real_sequence_set(sets["fsdd"], half, REAL_DEV_SEED, os.path.join(work, "real_dev", "fsdd")))
         write_manifest(sets["real"], os.path.join(work, "real_dev", "real_dev.jsonl"))

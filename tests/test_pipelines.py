@@ -291,6 +291,20 @@ def test_yardstick_counts_each_part_and_refuses_models_that_heard_it(tmp_path):
     assert row["comparison"]["real"]["utterances"] == 4 and "real-dev WER " in r.stdout
     assert f"commands: Y = {row['Y']} | dev {row['parts']['dev']}/5" in r.stdout
     assert "commands-stream (baseline): Y = " in r.stdout
+    # --fsdd-speaker none: Y is dev + dev-trim, real-dev is joined from the dev speakers alone (the same first
+    # recordings), so models that heard every FSDD speaker but george can be compared
+    r = _run_pipeline("yardstick.py", "commands", "--fsdd-speaker", "none", "--data", data, "--work", tmp_path / "w1",
+                      "--synth-dev", "0", "--real-dev", "3")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "w1" / "yardstick.json").read_text())
+    assert summary["sizes"] == {"dev": 5, "devtrim": 5, "real": 3}
+    (none_row,) = summary["models"]
+    assert none_row["parts"] == {"dev": row["parts"]["dev"], "devtrim": row["parts"]["devtrim"]}
+    assert none_row["Y"] == row["parts"]["dev"] + row["parts"]["devtrim"]
+    real_none = [json.loads(line) for line in (tmp_path / "w1" / "real_dev" / "real_dev.jsonl").read_text().splitlines()]
+    assert [q["speaker"] for q in real_none] == [dev_spk] * 3
+    assert [q["joined"] for q in real_none[:2]] == [q["joined"] for q in real[:2]]
+    assert "Y over 10 clips: dev 5, dev-trim 5 (no FSDD part)" in r.stdout and " fsdd " not in r.stdout
     # the test speaker, and a speaker not in the corpus, are refused before any work
     for spk, msg in (("george", "'george' is the FSDD test speaker"), ("zed", "'zed' is not an FSDD speaker here")):
         r = _run_pipeline("yardstick.py", "commands", "--fsdd-speaker", spk, "--data", data, "--work", tmp_path / "w2")
