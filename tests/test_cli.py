@@ -269,12 +269,17 @@ def test_a_bad_hot_word_is_one_error_before_any_file(tmp_path):
 
 def test_transcribe_cuts_at_pauses_unless_told_not_to(tmp_path):
     """One file holding two sequences with 1 s of digital silence between them: the CLI cuts at the pause and
-    hears every word; --no-pause-split runs the segment whole, as before, and drops the word after the pause."""
+    hears every word; --no-pause-split runs the segment whole, as before, and with a model that never trained on
+    real multi-word speech (commands-distilled) drops the word after the pause."""
     from speechlstm import load_audio
 
     a, b = (load_audio(os.path.join(SAMPLES, f), sr=16000) for f in ("go_left_stop.wav", "one_two_three_four.wav"))
     sf.write(tmp_path / "two.wav", np.concatenate([a, np.zeros(16000, np.float32), b]), 16000)
     r = CliRunner().invoke(main, ["transcribe", str(tmp_path / "two.wav")])
     assert r.exit_code == 0 and r.stdout.strip() == "go left stop one two three four", r.output
-    r = CliRunner().invoke(main, ["transcribe", str(tmp_path / "two.wav"), "--no-pause-split"])
-    assert r.exit_code == 0 and r.stdout.strip() != "go left stop one two three four", r.output
+    for model in ("commands", "commands-distilled"):
+        r = CliRunner().invoke(main, ["transcribe", str(tmp_path / "two.wav"), "--model", model])
+        assert r.exit_code == 0 and r.stdout.strip() == "go left stop one two three four", r.output
+    r = CliRunner().invoke(main, ["transcribe", str(tmp_path / "two.wav"), "--no-pause-split", "--model",
+                                  "commands-distilled"])
+    assert r.exit_code == 0 and r.stdout.strip() == "go left one two three four", r.output

@@ -153,7 +153,7 @@ def test_bench_models_times_each_model_against_the_first():
     base = rows[0].split(" | ")
     assert base[1:3] == ["1", "655,645"] and all(c.endswith("(1.00)") for c in base[3:6])
     assert rows[1].split(" | ")[2] == "262,301"  # the stream network: 2 x unidirectional LSTM(128)
-    assert base[6] == "96.8 %"  # FSDD closed-set digits, as stored in the shipped default
+    assert base[6] == "92.8 %"  # FSDD closed-set digits, as stored in the shipped default
 
 
 def test_bench_models_names_model_files_by_their_paths(tmp_path):

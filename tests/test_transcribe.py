@@ -43,15 +43,20 @@ def test_audio_samples(shipped, which, name, text):
 
 
 def test_shipped_ensemble_is_the_default_with_its_two_teachers(model, shipped):
-    """Since 2026-12-07 (docs/experiments.md, "E3"): the default's own network first, then the two untaught
-    networks of its recipe whose ensemble taught it — one front end, global CMVN."""
+    """Since 2026-12-07 (docs/experiments.md, "E3"; rebuilt 2026-12-08, "E7"): the default's own network first,
+    then the two untaught networks of its recipe whose ensemble taught it — one front end, global CMVN. The
+    README's `combine` of the default and the teacher pair's file records the pair as one nested entry."""
     ensemble = shipped["commands-ensemble"]
     assert len(ensemble.members) == 3 and len(model.members) == 1
     assert ensemble.vocabulary == model.vocabulary and ensemble.features == model.features
     first, own = ensemble.members[0].params, model.members[0].params
     assert set(first) == set(own) and all(np.array_equal(first[k], own[k]) for k in own)
     assert not any(np.array_equal(m.params[k], own[k]) for m in ensemble.members[1:] for k in own)
-    members = ensemble.meta["training"]["members"]
+    def flat(entries):  # an ensemble given to combine records its own members under its entry
+        return [x for e in entries for x in (flat(e["members"]) if "members" in e else [e])]
+
+    members = flat(ensemble.meta["training"]["members"])
+    assert len(members) == 3
     assert members[0]["config"]["teacher"] == model.meta["training"]["config"]["teacher"]
     assert [m["config"].get("teacher") or "" for m in members[1:]] == ["", ""]  # the teachers were taught by none
     assert ensemble.classify(os.path.join(SAMPLES, "sc_stop.wav"))["label"] == "stop"
@@ -195,15 +200,17 @@ def test_pause_cuts_match_the_naive_reference():
 
 
 def test_digital_silence_between_sequences_loses_no_word(model):
-    """Three sequences with 1 s of digital silence between them: run through the network whole, the first
-    word after each silence was lost ("go left stop two three four yes no up down"); cut at the pauses,
+    """Three sequences with 1 s of digital silence between them: run through a network whole, the first
+    word after a silence can be lost (the distilled model: "go left one two three four no up down"); cut at the pauses,
     every word is there, with its time inside its own stretch."""
     clips = [speechlstm.load_audio(os.path.join(SAMPLES, f), sr=16000)
              for f in ("go_left_stop.wav", "one_two_three_four.wav", "yes_no_up_down.wav")]
     gap = np.zeros(16000, np.float32)
     y = np.concatenate([clips[0], gap, clips[1], gap, clips[2]])
     want = "go left stop one two three four yes no up down"
-    assert model.transcribe(y, split_pauses=False)["text"] != want  # what the fix is for
+    # what the fix is for: a network trained on no real multi-word speech (the sixth default did this too;
+    # the seventh, trained on joined real clips, hears this one whole)
+    assert speechlstm.load_model("commands-distilled").transcribe(y, split_pauses=False)["text"] != want
     res = model.transcribe(y)
     assert res["text"] == want and len(res["segments"]) == 3
     second = res["segments"][1]
