@@ -47,12 +47,10 @@ NO_FSDD = "none"  # --fsdd-speaker value that leaves the FSDD part out
 
 def yardstick_sets(data_root, work, fsdd_speaker, top_db=30.0):
     """The three parts' rows: ``{"dev", "devtrim", "fsdd"}`` (dev-trim's WAVs written under
-    ``work/devtrim``), and the paths of dev clips that could not be trimmed."""
-    if fsdd_speaker == NO_FSDD:
-        fsdd = []
-    else:
-        fsdd = read_fsdd(os.path.join(data_root, "fsdd"))
-        speakers = sorted({r["speaker"] for r in fsdd})
+    ``work/devtrim``; ``fsdd`` empty for ``--fsdd-speaker none``), and the paths of dev clips that could
+    not be trimmed."""
+    fsdd = [] if fsdd_speaker == NO_FSDD else read_fsdd(os.path.join(data_root, "fsdd"))
+    speakers = sorted({r["speaker"] for r in fsdd})
     if fsdd_speaker == FSDD_TEST_SPEAKER:
         raise click.BadParameter(f"{fsdd_speaker!r} is the FSDD test speaker; a dev yardstick must not use him",
                                  param_hint="--fsdd-speaker")
@@ -122,7 +120,7 @@ def _slug(path):
 
 
 def score(model, sets, report_dir=None):
-    """``{part: evaluate() result}`` for the three parts, and ``synth`` (transcribed) when ``sets``
+    """``{part: evaluate() result}`` for the parts that have clips, and ``synth`` (transcribed) when ``sets``
     holds it (reports written under ``report_dir``)."""
     res = {"dev": evaluate(model, sets["dev"], "classify"),
            "devtrim": evaluate(model, sets["devtrim"], "classify")}
@@ -195,7 +193,7 @@ def main(models, data_root, work, baseline, fsdd_speaker, top_db, synth_dev, rea
         raise DataError(f"{len(failed_trim)} dev clip(s) could not be read, so Y would not be comparable "
                         f"(first: {failed_trim[0]})")
     write_manifest(sets["devtrim"], os.path.join(work, "devtrim", "trimmed.jsonl"))
-    sizes = {p: len(sets[p]) for p in PARTS if sets[p] or p != "fsdd"}
+    sizes = {p: len(sets[p]) for p in PARTS if sets[p]}  # dev and dev-trim are never empty here
     click.echo(f"Y over {sum(sizes.values())} clips: dev {sizes['dev']}, dev-trim {sizes['devtrim']}"
                + (f", FSDD {fsdd_speaker} {sizes['fsdd']} (digits)" if "fsdd" in sizes else " (no FSDD part)"))
     if synth_dev:
